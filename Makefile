@@ -1,0 +1,64 @@
+# cryptbpf build: BPF objects, the Python package, tests, benchmarks, demo.
+#   make            compile every bpf/*.bpf.c into build/bpf/*.bpf.o
+#   make vmlinux    regenerate vmlinux.h from the running kernel's BTF
+#   make test       install what is missing, build, run the test suite
+#   make demo       install what is missing, build, run the demo
+#   make bench      run the benchmarks, write build/bench.json + bench.md
+#   V=1             show full commands
+
+CLANG    ?= clang-19
+BPFTOOL  ?= bpftool
+PYTHON   ?= .venv/bin/python
+BUILD    := build/bpf
+ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+
+BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
+	      -I. -Ibpf/include -MMD -MP
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+.DELETE_ON_ERROR:
+.PHONY: all bpf vmlinux setup test demo bench clean
+
+all: bpf
+
+bpf: $(BPF_OBJS)
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c | $(BUILD)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD):
+	$(Q)mkdir -p $@
+
+vmlinux:
+	$(call msg,GEN,vmlinux.h)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h.tmp
+	$(Q)mv vmlinux.h.tmp vmlinux.h
+
+# Installs the toolchain (apt) and the package into .venv (pip); idempotent.
+setup:
+	$(Q)./scripts/setup
+
+test: setup bpf
+	$(Q)$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+demo: setup bpf
+	$(Q).venv/bin/cryptbpf demo
+
+bench: setup bpf
+	$(Q).venv/bin/cryptbpf bench --out build/bench
+
+clean:
+	rm -rf build
+
+-include $(BPF_OBJS:.o=.d)
