@@ -14,6 +14,10 @@ ARCH     := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+# test fixtures (tests/bpf/*.bpf.c), like the kernel selftests' progs/
+TEST_BUILD := build/tests
+TEST_SRCS := $(wildcard tests/bpf/*.bpf.c)
+TEST_OBJS := $(patsubst tests/bpf/%.bpf.c,$(TEST_BUILD)/%.bpf.o,$(TEST_SRCS))
 
 BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
 	      -I. -Ibpf/include -MMD -MP
@@ -31,13 +35,18 @@ endif
 
 all: bpf
 
-bpf: $(BPF_OBJS)
+bpf: $(BPF_OBJS) $(TEST_OBJS)
 
 $(BUILD)/%.bpf.o: bpf/%.bpf.c | $(BUILD)
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-$(BUILD):
+# verifier_reject must compile (it is the verifier, not clang, that refuses it)
+$(TEST_BUILD)/%.bpf.o: tests/bpf/%.bpf.c | $(TEST_BUILD)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD) $(TEST_BUILD):
 	$(Q)mkdir -p $@
 
 vmlinux:
@@ -61,4 +70,4 @@ bench: setup bpf
 clean:
 	rm -rf build
 
--include $(BPF_OBJS:.o=.d)
+-include $(BPF_OBJS:.o=.d) $(TEST_OBJS:.o=.d)

@@ -215,6 +215,11 @@ int ring_buffer__consume(struct ring_buffer *rb);
 int ring_buffer__epoll_fd(const struct ring_buffer *rb);
 void ring_buffer__free(struct ring_buffer *rb);
 
+/* ---- feature probes (libbpf_probe.c) ---- */
+int libbpf_probe_bpf_prog_type(int prog_type, const void *opts);
+int libbpf_probe_bpf_map_type(int map_type, const void *opts);
+int libbpf_probe_bpf_helper(int prog_type, int helper_id, const void *opts);
+
 /* ---- libbpf version ---- */
 __u32 libbpf_major_version(void);
 __u32 libbpf_minor_version(void);

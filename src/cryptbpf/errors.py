@@ -24,7 +24,7 @@ class BpfError(CryptbpfError):
         self.errno = abs(err)
         reason = os.strerror(self.errno) if self.errno else "unknown error"
         msg = f"{what}: {reason} (errno {self.errno})"
-        hint = _HINTS.get(self.errno)
+        hint = _HINTS.get(self.errno) if os.geteuid() != 0 else None
         if detail:
             msg += f": {detail}"
         elif hint:

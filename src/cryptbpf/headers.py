@@ -24,8 +24,17 @@ typedef uint16_t __be16; typedef uint32_t __be32; typedef uint64_t __be64;
 _DIRECTIVE = re.compile(r"^\s*#\s*(pragma|include|if|ifdef|ifndef|endif|else)\b.*$", re.M)
 
 
+_PAREN_INT = re.compile(r"^(\s*#\s*define\s+\w+\s+)\(\s*(-?\s*(?:0x[0-9a-fA-F]+|\d+))\s*\)", re.M)
+
+
 def header_text(name: str) -> str:
     return (include_dir() / f"{name}.h").read_text()
+
+
+def _for_cffi(text: str) -> str:
+    """Drop preprocessor lines cdef cannot take; `#define X (-2)` -> `-2`."""
+    text = _DIRECTIVE.sub("", text)
+    return _PAREN_INT.sub(lambda m: m.group(1) + m.group(2).replace(" ", ""), text)
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,7 +43,7 @@ def ffi_for(*names: str) -> FFI:
     ffi = FFI()
     ffi.cdef(_PRELUDE)
     for name in names:
-        ffi.cdef(_DIRECTIVE.sub("", header_text(name)), packed=False)
+        ffi.cdef(_for_cffi(header_text(name)), packed=False)
     return ffi
 
 

@@ -1,0 +1,88 @@
+"""`make bench` / `cryptbpf bench`: every module here with a `BENCHMARKS`
+list is discovered and run; results go to OUT.json and OUT.md.
+
+A benchmark is a function `bench(echo) -> list[dict]`; each row has at least
+`name`, `size` (bytes), `ns` (per operation) and optionally `baseline_ns`
+(the userspace counterpart measured in the same run) -- so every figure is
+a ratio against something measured at the same moment on the same machine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import platform
+import time
+from pathlib import Path
+
+from .. import kernel
+
+
+def discover():
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name.startswith("_"):
+            continue
+        m = importlib.import_module(f"{__name__}.{mod.name}")
+        for fn in getattr(m, "BENCHMARKS", []):
+            yield f"{mod.name}.{fn.__name__}", fn
+
+
+def mbps(size: int, ns: float) -> float:
+    return size / ns * 1e3 if ns else 0.0  # bytes/ns -> MB/s
+
+
+def userspace_ns(fn, min_time: float = 0.2) -> float:
+    """Per-call time of `fn()` in userspace, best of 3 timed batches."""
+    n, best = 1, float("inf")
+    while True:  # calibrate a batch that takes ~min_time/3
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter_ns() - t0
+        if dt > min_time * 1e9 / 3:
+            break
+        n *= 4
+    best = dt / n
+    for _ in range(2):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter_ns() - t0) / n)
+    return best
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| benchmark | size (B) | BPF ns/op | BPF MB/s | userspace | userspace MB/s | BPF/userspace |",
+             "|---|---:|---:|---:|---|---:|---:|"]
+    for r in rows:
+        base = r.get("baseline_ns")
+        lines.append("| {} | {} | {:.0f} | {:.0f} | {} | {} | {} |".format(
+            r["name"], r["size"], r["ns"], mbps(r["size"], r["ns"]),
+            r.get("baseline", ""), f"{mbps(r['size'], base):.0f}" if base else "",
+            f"{base / r['ns']:.2f}" if base else ""))
+    return "\n".join(lines)
+
+
+def run_all(out: Path, only: list[str], echo) -> list[dict]:
+    rows, extra = [], []
+    for name, fn in discover():
+        if only and not any(name.startswith(o) for o in only):
+            continue
+        echo(f"running {name} ...")
+        res = fn(echo)
+        rows += [r for r in res if "ns" in r]
+        extra += [r for r in res if "ns" not in r]
+    meta = {"kernel": kernel.release(), "machine": platform.machine(),
+            "processor": platform.processor(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps({"meta": meta, "results": rows, "notes": extra}, indent=2))
+    md = [f"# cryptbpf benchmarks\n", f"Kernel {meta['kernel']}, {meta['machine']}, {meta['time']}. "
+          "BPF figures: BPF_PROG_TEST_RUN average over `repeat` runs (one CPU); userspace: "
+          "best of 3 batches, same run. Ratio > 1 means BPF is faster.\n", _table(rows), ""]
+    for n in extra:
+        md.append(f"- {n['name']}: " + ", ".join(f"{k}={v}" for k, v in n.items() if k != "name"))
+    Path(f"{out}.md").write_text("\n".join(md) + "\n")
+    echo(_table(rows))
+    echo(f"\nwrote {out}.json and {out}.md")
+    return rows

@@ -1,0 +1,94 @@
+"""`cryptbpf doctor`: what this kernel and machine offer, and for each
+program whether it can run here and, if not, exactly why."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+from . import kernel
+from ._ffi import libbpf_version
+from .errors import CryptbpfError, VerifierError
+from .object import BpfObject
+from .paths import bpf_object
+from .programs.base import ProgramSpec
+
+
+def _first(*choices: tuple[str, str]) -> str:
+    for feature, label in choices:
+        if feature == "" or kernel.has(feature):
+            return label
+    return "unavailable"
+
+
+def primitive_paths() -> dict[str, str]:
+    """Which implementation each crypto primitive takes on this kernel."""
+    def sha(bits: int) -> str:
+        return _first((f"kfunc_sha{bits}_v1", f"kfunc bpf_sha{bits}_hash (v1)"),
+                      ("kfunc_crypto_hash_v8", "kfunc bpf_crypto_hash (v8)"),
+                      ("", "pure BPF"))
+    return {
+        "sha256": sha(256), "sha384": sha(384), "sha512": sha(512),
+        "hmac-sha256": "HMAC in BPF over " + sha(256),
+        "hmac-sha512": "HMAC in BPF over " + sha(512),
+        "chacha20-poly1305": "pure BPF",
+        "aes-cbc": _first(("bpf_crypto", "kfunc bpf_crypto_encrypt/decrypt (cbc(aes))")),
+        "ecdsa-p256": _first(("kfunc_ecdsa_v1", "kfunc bpf_ecdsa_verify (v1)"),
+                             ("kfunc_sig_verify_v8", "kfunc bpf_sig_verify (v8)"),
+                             ("", "pure BPF")),
+    }
+
+
+def trial_load(spec: ProgramSpec) -> dict[str, Any]:
+    """Load the object (no attach) to prove the verifier accepts it here."""
+    path = bpf_object(spec.object)
+    if not path.exists():
+        return {"loads": False, "reason": f"{path} not built (run make)"}
+    t0 = time.perf_counter()
+    try:
+        with BpfObject.open(str(path)) as obj:
+            obj.load()
+            insns = {n: p.verified_insns for n, p in obj.programs.items()}
+    except VerifierError as e:
+        return {"loads": False, "reason": "verifier: " + e.tail(3).replace("\n", " | ")}
+    except CryptbpfError as e:
+        return {"loads": False, "reason": str(e)}
+    return {"loads": True, "load_ms": round((time.perf_counter() - t0) * 1e3, 1),
+            "verified_insns": insns}
+
+
+def program_report(spec: ProgramSpec, privileged: bool) -> dict[str, Any]:
+    missing = [f for f in spec.requires if not kernel.has(f)]
+    rep: dict[str, Any] = {"summary": spec.summary, "requires": spec.requires}
+    if missing:
+        rep["runnable"] = False
+        rep["reason"] = "missing " + ", ".join(
+            f"{f} ({kernel.FEATURES[f].what}, Linux {kernel.FEATURES[f].since}+)" for f in missing)
+        return rep
+    if not privileged:
+        rep["runnable"] = None
+        rep["reason"] = "not checked: needs root to load"
+        return rep
+    rep.update(trial_load(spec))
+    rep["runnable"] = rep["loads"]
+    return rep
+
+
+def report(specs: dict[str, ProgramSpec]) -> dict[str, Any]:
+    priv = kernel.privileged()
+    caps = kernel.effective_caps()
+    return {
+        "kernel": {"release": kernel.release(), "machine": platform.machine(),
+                   "btf": os.path.exists("/sys/kernel/btf/vmlinux")},
+        "libbpf": libbpf_version(),
+        "privileges": {"euid": os.geteuid(), "sufficient": priv,
+                       **{n: bool(caps >> c & 1) for n, c in (
+                           ("CAP_BPF", kernel.CAP_BPF), ("CAP_NET_ADMIN", kernel.CAP_NET_ADMIN),
+                           ("CAP_SYS_ADMIN", kernel.CAP_SYS_ADMIN), ("CAP_PERFMON", kernel.CAP_PERFMON))}},
+        "features": {n: {"available": kernel.has(n), "since": f.since, "what": f.what}
+                     for n, f in kernel.FEATURES.items()},
+        "primitives": primitive_paths(),
+        "programs": {name: program_report(s, priv) for name, s in specs.items()},
+    }

@@ -1,0 +1,153 @@
+"""Known-answer tests of the in-kernel crypto: `cryptbpf kat FILE.json`.
+
+Reads the Wycheproof JSON format (algorithm, testGroups[].type/tests[] with
+tcId, comment, flags, result = valid | invalid | acceptable) and runs every
+vector through the BPF implementation with BPF_PROG_TEST_RUN. Runners are
+registered per (group type, algorithm) by `runner()`.
+
+Semantics: a `valid` vector must produce exactly the expected output; an
+`invalid` one must be rejected (or, for a one-way operation, must not match);
+an `acceptable` one may go either way and is reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import CryptbpfError
+from .headers import Layout
+from .object import BpfObject
+from .paths import bpf_object
+from .program import MAX_TEST_PACKET, PROG_TYPE_SCHED_CLS
+
+# A local-experimental ethertype: the kernel does not parse what follows.
+ETH = bytes(12) + b"\x88\xb5"
+MAX_DATA = MAX_TEST_PACKET[PROG_TYPE_SCHED_CLS] - len(ETH) - 64
+
+
+class Unsupported(Exception):
+    """This vector cannot run here (size, parameter); counted as skipped."""
+
+
+class KatObject:
+    """crypto_kat.bpf.o, loaded, with helpers to feed it packets and keys."""
+
+    def __init__(self):
+        self.obj = BpfObject.open(str(bpf_object("crypto_kat")))
+        self.obj.load()
+        self.layout = Layout("crypto_kat")
+        self._aes_key: bytes | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self.obj.close()
+
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
+        if len(payload) > MAX_DATA:
+            raise Unsupported(f"{len(payload)} bytes exceed a test packet")
+        return ETH + payload
+
+    def run(self, prog: str, payload: bytes) -> tuple[int, bytes]:
+        res = self.obj.program(prog).test_run(data=self.frame(payload))
+        return res.retval, res.data[len(ETH):]
+
+    def aes_key(self, key: bytes) -> None:
+        if key == self._aes_key:
+            return
+        from .programs.aes_roundtrip import install_aes_key
+        if len(key) not in (16, 32):
+            raise Unsupported(f"AES-{len(key) * 8}: bpf_crypto here takes 128/256-bit keys")
+        install_aes_key(self.obj, "kat_aes_setup", key)
+        self._aes_key = key
+
+    def load_report(self) -> dict:
+        return {"name": "crypto_kat object",
+                "verified_insns": {n: p.verified_insns for n, p in self.obj.programs.items()}}
+
+
+@dataclass
+class FileResult:
+    path: str
+    algorithm: str
+    run: int = 0
+    passed: int = 0
+    failed: list[int] = field(default_factory=list)
+    acceptable: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def to_dict(self):
+        return self.__dict__
+
+
+Runner = Callable[[KatObject, dict, dict], bool]
+_RUNNERS: dict[tuple[str, str], Runner] = {}
+
+
+def runner(group_type: str, *algorithms: str):
+    """Register `fn(kat, group, test) -> bool` (True = behaved as `valid`)."""
+    def deco(fn):
+        for a in algorithms:
+            _RUNNERS[(group_type, a)] = fn
+        return fn
+    return deco
+
+
+def _hex(t: dict, k: str) -> bytes:
+    return bytes.fromhex(t.get(k, ""))
+
+
+@runner("IndCpaTest", "AES-CBC-PKCS5")
+def _aes_cbc(kat: KatObject, group: dict, t: dict) -> bool:
+    """Valid: encrypt(msg) == ct and decrypt(ct) == msg. Otherwise: the
+    decryption must be rejected (bad padding)."""
+    key, iv, msg, ct = (_hex(t, k) for k in ("key", "iv", "msg", "ct"))
+    if len(iv) != 16:
+        raise Unsupported(f"{len(iv) * 8}-bit IV")
+    kat.aes_key(key)
+    rc, out = kat.run("kat_aes_cbc_decrypt", iv + ct)
+    if rc < 0:
+        raise CryptbpfError(f"kat_aes_cbc_decrypt failed: errno {-rc}")
+    if rc != 0 or out[16:] != msg:
+        return False
+    rc, out = kat.run("kat_aes_cbc_encrypt", iv + msg)
+    return rc == 0 and out[16:] == ct
+
+
+def run_file(kat: KatObject, path: str | Path) -> FileResult:
+    data = json.loads(Path(path).read_text())
+    res = FileResult(str(path), data.get("algorithm", "?"))
+    for group in data.get("testGroups", []):
+        fn = _RUNNERS.get((group.get("type"), data.get("algorithm")))
+        for t in group.get("tests", []):
+            if fn is None:
+                res.skipped.append({"tcId": t["tcId"], "why": f"no runner for {group.get('type')}/{data.get('algorithm')}"})
+                continue
+            try:
+                behaved_valid = fn(kat, group, t)
+            except Unsupported as e:
+                res.skipped.append({"tcId": t["tcId"], "why": str(e)})
+                continue
+            res.run += 1
+            expect = t.get("result", "valid")
+            if expect == "acceptable":
+                res.passed += 1
+                res.acceptable.append({"tcId": t["tcId"], "accepted": behaved_valid})
+            elif behaved_valid == (expect == "valid"):
+                res.passed += 1
+            else:
+                res.failed.append(t["tcId"])
+    return res
+
+
+def run_files(paths: list[Path]) -> list[FileResult]:
+    with KatObject() as kat:
+        return [run_file(kat, p) for p in paths]

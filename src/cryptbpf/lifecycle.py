@@ -1,0 +1,170 @@
+"""Load a program onto a device (attach + pin + record), unload it (undo all
+of that), and report status. Shared by the CLI and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from . import attach, kernel, pins
+from . import netns as netns_mod
+from .errors import CryptbpfError
+from .object import BpfObject
+from .paths import bpf_object
+from .programs.base import ProgramSpec
+
+
+def require_privileges() -> None:
+    if not kernel.privileged():
+        raise CryptbpfError("needs root (CAP_BPF or CAP_SYS_ADMIN, and CAP_NET_ADMIN): try sudo")
+
+
+def missing_features(spec: ProgramSpec) -> list[str]:
+    return [f for f in spec.requires if not kernel.has(f)]
+
+
+def check_runnable(spec: ProgramSpec) -> None:
+    missing = missing_features(spec)
+    if missing:
+        why = "; ".join(
+            f"{kernel.FEATURES[f].what} (Linux {kernel.FEATURES[f].since}+)" for f in missing)
+        raise CryptbpfError(f"{spec.name} cannot run on Linux {kernel.release()}: missing {why}")
+
+
+def device_key(device: str, netns: str | None) -> str:
+    return f"{netns}/{device}" if netns else device
+
+
+def load(spec: ProgramSpec, device: str, knobs: dict[str, int] | None = None,
+         key: bytes | None = None, xdp_mode: str = "auto",
+         netns: str | None = None) -> dict[str, Any]:
+    """Attach `spec`'s programs to `device` (in `netns`), pin everything and
+    record it. The first load creates the instance (knobs, key); later loads
+    attach the same pinned instance to more devices. On failure, whatever
+    this call did is undone."""
+    require_privileges()
+    check_runnable(spec)
+    dkey = device_key(device, netns)
+    state = pins.read_state(spec.name)
+    if dkey in state["devices"]:
+        raise CryptbpfError(f"{spec.name} is already loaded on {dkey}")
+    fresh = not state["devices"]
+    if not fresh and (knobs or key):
+        raise CryptbpfError(f"{spec.name} is already loaded (on {', '.join(state['devices'])}); "
+                            "settings and key of that load apply: attach without --set/--key-file")
+    done: list = []
+    try:
+        with _instance(spec, fresh, knobs, key) as handle:
+            with netns_mod.inside(netns):
+                idx = attach.ifindex(device)
+                for hook in spec.hooks:
+                    done.append(_attach_hook(handle.program(hook.program), hook, idx, xdp_mode))
+        if fresh:
+            state = {"program": spec.name, "object": str(bpf_object(spec.object)),
+                     "loaded_at": pins.now(), "knobs": knobs or {}, "devices": {}}
+        state["devices"][dkey] = {"device": device, "netns": netns,
+                                  "hooks": [a.to_dict() for a in done]}
+        pins.write_state(spec.name, state)
+        return state
+    except BaseException:
+        with netns_mod.inside(netns):
+            _undo(done)
+        if fresh:
+            pins.remove_pins(spec.name)
+        raise
+
+
+@contextlib.contextmanager
+def _instance(spec: ProgramSpec, fresh: bool, knobs, key):
+    """A loaded+pinned object for a first load, the pins for later ones."""
+    if not fresh:
+        with pins.Pinned(spec.name) as h:
+            yield h
+        return
+    unknown = set(knobs or {}) - set(spec.knobs)
+    if unknown:
+        raise CryptbpfError(f"{spec.name} has no setting {', '.join(sorted(unknown))}; "
+                            f"settings: {', '.join(spec.knobs) or 'none'}")
+    if spec.key_sizes and key is None:
+        raise CryptbpfError(f"{spec.name} needs a key (--key-file)")
+    with BpfObject.open(str(bpf_object(spec.object))) as obj:
+        spec.configure(obj, knobs or {})
+        obj.load()
+        if spec.key_sizes:
+            spec.install_key(obj, key)
+        pins.pin_object(spec.name, obj)
+        yield obj
+
+
+def _attach_hook(prog, hook, idx: int, xdp_mode: str):
+    if hook.point.startswith("tc-"):
+        return attach.tc_attach(prog.fd, idx, hook.point[3:])
+    if hook.point == "xdp":
+        return attach.xdp_attach(prog.fd, prog.id, idx, xdp_mode)
+    raise CryptbpfError(f"unknown hook point {hook.point}")
+
+
+def _undo(attachments: list) -> None:
+    clsact_created = set()
+    for a in attachments:
+        if isinstance(a, attach.TcAttachment):
+            attach.tc_detach(a)
+            if a.created_clsact:
+                clsact_created.add(a.ifindex)
+        else:
+            attach.xdp_detach(a)
+    for idx in clsact_created:
+        if not attach.tc_has_filters(idx):
+            attach.tc_remove_clsact(idx)
+
+
+def unload(name: str, device: str | None = None, netns: str | None = None) -> list[str]:
+    """Detach from `device` (or every device); when nothing is attached any
+    more, remove the pins and the record. Returns the devices detached."""
+    require_privileges()
+    if not pins.is_loaded(name):
+        raise CryptbpfError(f"{name} is not loaded")
+    state = pins.read_state(name)
+    keys = [device_key(device, netns)] if device else list(state["devices"])
+    for k in keys:
+        if k not in state["devices"]:
+            raise CryptbpfError(f"{name} is not loaded on {k} "
+                                f"(loaded on: {', '.join(state['devices']) or 'nothing'})")
+    for k in keys:
+        entry = state["devices"].pop(k)
+        try:
+            with netns_mod.inside(entry["netns"]):
+                _undo([attach.from_dict(a) for a in entry["hooks"]])
+        except CryptbpfError:
+            pass  # the namespace is gone, and with it every hook inside it
+    if state["devices"]:
+        pins.write_state(name, state)
+    else:
+        pins.remove_pins(name)
+        pins.remove_state(name)
+    return keys
+
+
+def status(specs: dict[str, ProgramSpec]) -> list[dict[str, Any]]:
+    out = []
+    for name in pins.loaded_names():
+        state = pins.read_state(name)
+        entry: dict[str, Any] = {"program": name, "devices": {}, "object": state.get("object")}
+        for dev, d in state["devices"].items():
+            entry["devices"][dev] = [_describe(a) for a in d["hooks"]]
+        spec = specs.get(name)
+        if spec and pins.pin_dir(name).exists():
+            try:
+                with pins.Pinned(name) as h:
+                    entry.update(spec.status(h))
+            except Exception as exc:  # report, don't fail the whole listing
+                entry["error"] = str(exc)
+        out.append(entry)
+    return out
+
+
+def _describe(a: dict) -> str:
+    if a["kind"] == "tc":
+        return f"tc {a['point']} (handle {a['handle']:#x}, prio {a['priority']})"
+    return f"xdp ({a['mode']}, prog id {a['prog_id']})"
+

@@ -1,0 +1,62 @@
+"""What a program module declares about itself: a ProgramSpec.
+
+The lifecycle (load/attach/pin/unload/status) and the CLI are generic; a
+module only says which object it is, where its programs hook in, what it
+needs from the kernel, which knobs and keys it takes, and how to read its
+statistics. Override the methods for anything more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..headers import Layout
+
+
+@dataclass(frozen=True)
+class Hook:
+    program: str   # BPF program name in the object
+    point: str     # "tc-ingress" | "tc-egress" | "xdp"
+
+
+@dataclass
+class ProgramSpec:
+    name: str                       # CLI name, e.g. "aes-roundtrip"
+    object: str                     # bpf/<object>.bpf.c
+    summary: str
+    hooks: list[Hook]
+    requires: list[str] = field(default_factory=list)   # kernel.FEATURES names
+    knobs: dict[str, str] = field(default_factory=dict) # .rodata global -> help
+    key_sizes: tuple[int, ...] = ()                     # () = takes no key
+    header: str = ""                # shared header with the stats struct
+    stats_map: str = "stats"
+    stats_type: str = ""            # e.g. "struct aes_roundtrip_stats"
+    cli: Optional[Any] = None       # a typer.Typer with extra commands
+
+    # ---- hooks the lifecycle calls; override as needed ----
+    def configure(self, obj, knobs: dict[str, int]) -> None:
+        """Before load: set .rodata knobs."""
+        for k, v in knobs.items():
+            obj.set_global(k, v)
+
+    def install_key(self, handle, key: bytes) -> None:
+        """After load (object or pins): hand the key to the kernel."""
+        raise NotImplementedError(f"{self.name} takes no key")
+
+    def stats(self, handle) -> dict[str, int]:
+        """Counters summed over CPUs, decoded with the shared header."""
+        if not self.stats_type:
+            return {}
+        layout = Layout(self.header)
+        m = handle.map(self.stats_map)
+        vals = m.lookup_percpu(0) if m.percpu else [m.lookup(0)]
+        total: dict[str, int] = {}
+        for raw in vals or []:
+            for k, v in layout.unpack(self.stats_type, raw).items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def status(self, handle) -> dict[str, Any]:
+        """Everything `cryptbpf status` shows for this program (no secrets)."""
+        return {"stats": self.stats(handle)}

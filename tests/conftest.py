@@ -1,0 +1,110 @@
+"""Fixtures: loaded objects, namespaces joined by veth, privilege and
+feature gates, and a leak check for file descriptors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cryptbpf import kernel
+from cryptbpf.netns import VethPair
+from cryptbpf.object import BpfObject
+from cryptbpf.paths import ROOT, bpf_object
+
+TEST_OBJ_DIR = ROOT / "build" / "tests"
+
+
+def require_root():
+    if not kernel.privileged():
+        pytest.skip("needs root (CAP_BPF/CAP_SYS_ADMIN and CAP_NET_ADMIN) to load BPF programs")
+
+
+def require_feature(name: str):
+    """Skip when the kernel lacks `name`; fail when it is new enough to have
+    it, so a broken probe cannot hide behind a skip."""
+    if kernel.has(name):
+        return
+    f = kernel.FEATURES[name]
+    if kernel.should_have(name):
+        pytest.fail(f"probe for {name} says no, but Linux {kernel.release()} >= {f.since} has it")
+    pytest.skip(f"kernel {kernel.release()} lacks {f.what} (Linux {f.since}+)")
+
+
+@pytest.fixture
+def root():
+    require_root()
+
+
+@pytest.fixture
+def load_object(root):
+    """load_object(path_or_name, **globals_before_load) -> loaded BpfObject."""
+    opened = []
+
+    def _load(name: str, **knobs):
+        path = Path(name) if "/" in name else bpf_object(name)
+        if not path.exists():
+            path = TEST_OBJ_DIR / f"{name}.bpf.o"
+        obj = BpfObject.open(str(path))
+        opened.append(obj)
+        for k, v in knobs.items():
+            obj.set_global(k, v)
+        return obj.load()
+
+    yield _load
+    for obj in opened:
+        obj.close()
+
+
+@pytest.fixture
+def veth_pair(root):
+    """Namespaces <id>-a and <id>-b joined by veth (10.212.x.1 <-> .2),
+    removed afterwards even when the test fails."""
+    tag = "cbt" + uuid.uuid4().hex[:5]
+    pair = VethPair(tag, subnet=f"10.212.{int(tag[3:5], 16)}")
+    pair.create()
+    try:
+        yield pair
+    finally:
+        pair.close()
+
+
+def run_cli(*args: str, check: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run the real `cryptbpf` entry point in a subprocess."""
+    res = subprocess.run([sys.executable, "-m", "cryptbpf.cli", *args],
+                         capture_output=True, text=True, **kw)
+    if check and res.returncode:
+        raise AssertionError(f"cryptbpf {' '.join(args)} failed: {res.stderr}")
+    return res
+
+
+def system_snapshot(netns: str | None = None) -> dict:
+    """What load/unload must leave exactly as it found it."""
+    pre = ["ip", "netns", "exec", netns] if netns else []
+
+    def sh(*cmd):
+        return subprocess.run(pre + list(cmd), capture_output=True, text=True).stdout
+
+    links = sh("ip", "-d", "link", "show")
+    devs = [l.split(":")[1].strip().split("@")[0] for l in links.splitlines() if l[:1].isdigit()]
+    return {
+        "filters": {d: sh("tc", "filter", "show", "dev", d, "ingress") + sh("tc", "filter", "show", "dev", d, "egress")
+                    for d in devs},
+        "qdiscs": sh("tc", "qdisc", "show"),
+        "xdp": [l for l in links.splitlines() if "xdp" in l],
+        "pins": sorted(str(p) for p in Path("/sys/fs/bpf/cryptbpf").rglob("*"))
+        if Path("/sys/fs/bpf/cryptbpf").exists() else None,
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_fds():
+    before = set(os.listdir("/proc/self/fd"))
+    yield
+    leaked = set(os.listdir("/proc/self/fd")) - before
+    # the cffi module, pyroute2 and pytest may legitimately keep a few
+    assert len(leaked) < 8, f"file descriptors leaked by the suite: {sorted(leaked)}"
