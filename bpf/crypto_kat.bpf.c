@@ -8,6 +8,7 @@
  * packet and the return value is the verdict (KAT_OK / KAT_BAD / -errno). */
 #include "cryptbpf.bpf.h"
 #include "aes_cbc.bpf.h"
+#include "hmac.bpf.h"
 #include "crypto_kat.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -22,6 +23,139 @@ struct kat_scratch {
 CRYPTBPF_PERCPU_SCRATCH(kat_scratch, struct kat_scratch);
 
 #define KAT_DATA_OFF 14 /* after the Ethernet header */
+
+struct kat_io kat_io;
+__u8 kat_msg[KAT_MAX_MSG];
+
+union kat_hash_scratch {
+	struct cryptbpf_sha256_ctx sha256;
+	struct cryptbpf_sha512_ctx sha512;
+	struct cryptbpf_hmac_sha256_ctx hmac256;
+	struct cryptbpf_hmac_sha512_ctx hmac512;
+};
+CRYPTBPF_PERCPU_SCRATCH(kat_hash_scratch, union kat_hash_scratch);
+
+/* Message length of a map-memory entry point, clamped so the verifier
+ * knows it fits kat_msg. */
+static __always_inline __u32 kat_msg_len(void)
+{
+	__u32 len = kat_io.len;
+
+	return len > KAT_MAX_MSG ? KAT_MAX_MSG : len;
+}
+
+/* ---- SHA-2: kat_io.alg selects the function; digest -> kat_io.out ---- */
+
+static __always_inline int kat_sha(struct __sk_buff *skb, bool from_skb)
+{
+	union kat_hash_scratch *s = cryptbpf_scratch(&kat_hash_scratch);
+	__u32 off = KAT_DATA_OFF, len;
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	len = from_skb ? skb->len - off : kat_msg_len();
+	if (kat_io.alg == KAT_SHA256) {
+		sha256_init(&s->sha256);
+		err = from_skb ? sha256_update_skb(&s->sha256, skb, off, len)
+			       : sha256_update(&s->sha256, kat_msg, len);
+		return err ?: sha256_final(&s->sha256, kat_io.out);
+	}
+	if (kat_io.alg == KAT_SHA384)
+		sha384_init(&s->sha512);
+	else if (kat_io.alg == KAT_SHA512)
+		sha512_init(&s->sha512);
+	else
+		return -EINVAL;
+	err = from_skb ? sha512_update_skb(&s->sha512, skb, off, len)
+		       : sha512_update(&s->sha512, kat_msg, len);
+	if (err)
+		return err;
+	return kat_io.alg == KAT_SHA384 ? sha384_final(&s->sha512, kat_io.out)
+					: sha512_final(&s->sha512, kat_io.out);
+}
+
+/* message = packet bytes after the Ethernet header */
+SEC("tc")
+int kat_sha_skb(struct __sk_buff *skb)
+{
+	return kat_io.rc = kat_sha(skb, true);
+}
+
+/* message = kat_msg[0 .. kat_io.len) (map memory) */
+SEC("syscall")
+int kat_sha_mem(void *ctx)
+{
+	return kat_io.rc = kat_sha(NULL, false);
+}
+
+/* ---- HMAC: key = kat_io.key[key_len]; MAC -> kat_io.out; with tag_len,
+ * the verdict of verifying kat_io.tag (KAT_OK valid, KAT_BAD not) ---- */
+
+static __always_inline int kat_hmac256(union kat_hash_scratch *s,
+				       struct __sk_buff *skb, bool from_skb)
+{
+	struct cryptbpf_hmac_sha256_ctx *h = &s->hmac256;
+	__u32 off = KAT_DATA_OFF, len = from_skb ? skb->len - off : kat_msg_len();
+	__u32 klen = kat_io.key_len > sizeof(kat_io.key) ? sizeof(kat_io.key) : kat_io.key_len;
+	int err;
+
+	err = hmac_sha256_init(h, kat_io.key, klen);
+	if (err)
+		return err;
+	err = from_skb ? hmac_sha256_update_skb(h, skb, off, len)
+		       : hmac_sha256_update(h, kat_msg, len);
+	if (err)
+		return err;
+	if (kat_io.tag_len)
+		return hmac_sha256_verify(h, kat_io.tag, kat_io.tag_len) ? KAT_OK : KAT_BAD;
+	return hmac_sha256_final(h, kat_io.out);
+}
+
+static __always_inline int kat_hmac512(union kat_hash_scratch *s,
+				       struct __sk_buff *skb, bool from_skb)
+{
+	struct cryptbpf_hmac_sha512_ctx *h = &s->hmac512;
+	__u32 off = KAT_DATA_OFF, len = from_skb ? skb->len - off : kat_msg_len();
+	__u32 klen = kat_io.key_len > sizeof(kat_io.key) ? sizeof(kat_io.key) : kat_io.key_len;
+	int err;
+
+	err = hmac_sha512_init(h, kat_io.key, klen);
+	if (err)
+		return err;
+	err = from_skb ? hmac_sha512_update_skb(h, skb, off, len)
+		       : hmac_sha512_update(h, kat_msg, len);
+	if (err)
+		return err;
+	if (kat_io.tag_len)
+		return hmac_sha512_verify(h, kat_io.tag, kat_io.tag_len) ? KAT_OK : KAT_BAD;
+	return hmac_sha512_final(h, kat_io.out);
+}
+
+static __always_inline int kat_hmac(struct __sk_buff *skb, bool from_skb)
+{
+	union kat_hash_scratch *s = cryptbpf_scratch(&kat_hash_scratch);
+
+	if (!s)
+		return -ENOMEM;
+	if (kat_io.alg == KAT_SHA256)
+		return kat_hmac256(s, skb, from_skb);
+	if (kat_io.alg == KAT_SHA512)
+		return kat_hmac512(s, skb, from_skb);
+	return -EINVAL;
+}
+
+SEC("tc")
+int kat_hmac_skb(struct __sk_buff *skb)
+{
+	return kat_io.rc = kat_hmac(skb, true);
+}
+
+SEC("syscall")
+int kat_hmac_mem(void *ctx)
+{
+	return kat_io.rc = kat_hmac(NULL, false);
+}
 
 SEC("syscall")
 int kat_aes_setup(struct aes_key_setup *args)

@@ -60,6 +60,53 @@ class KatObject:
         res = self.obj.program(prog).test_run(data=self.frame(payload))
         return res.retval, res.data[len(ETH):]
 
+    # ---- the global argument block (struct kat_io) ----
+    def io(self, **fields) -> None:
+        self.obj.set_global("kat_io", self.layout.pack("struct kat_io", **fields))
+
+    def result(self) -> dict:
+        return self.layout.unpack("struct kat_io", self.obj.get_global("kat_io"))
+
+    def call(self, entry: str, msg: bytes, source: str, **fields) -> dict:
+        """Run `<entry>_skb` (msg in the packet) or `<entry>_mem` (msg in
+        the kat_msg global, map memory) with kat_io = fields."""
+        if source == "mem":
+            if len(msg) > self.layout.const("KAT_MAX_MSG"):
+                raise Unsupported(f"{len(msg)} bytes exceed kat_msg")
+            self.io(len=len(msg), **fields)
+            self.obj.set_global("kat_msg", msg)
+            self.obj.program(f"{entry}_mem").test_run()
+        else:
+            self.io(**fields)
+            self.run(f"{entry}_skb", msg)
+        return self.result()
+
+    def digest(self, alg: int, msg: bytes, source: str = "skb") -> bytes:
+        r = self.call("kat_sha", msg, source, alg=alg)
+        if r["rc"]:
+            raise CryptbpfError(f"kat_sha failed: {r['rc']}")
+        return r["out"][:{256: 32, 384: 48, 512: 64}[alg]]
+
+    def hmac(self, alg: int, key: bytes, msg: bytes, source: str = "skb") -> bytes:
+        r = self.call("kat_hmac", msg, source, alg=alg, key=self._hmac_key(key), key_len=len(key))
+        if r["rc"]:
+            raise CryptbpfError(f"kat_hmac failed: {r['rc']}")
+        return r["out"][:alg // 8]
+
+    def hmac_verify(self, alg: int, key: bytes, msg: bytes, tag: bytes, source: str = "skb") -> bool:
+        if not tag:
+            return False
+        r = self.call("kat_hmac", msg, source, alg=alg, key=self._hmac_key(key), key_len=len(key),
+                      tag=tag[:64], tag_len=len(tag))
+        if r["rc"] < 0:
+            raise CryptbpfError(f"kat_hmac failed: {r['rc']}")
+        return r["rc"] == self.layout.const("KAT_OK")
+
+    def _hmac_key(self, key: bytes) -> bytes:
+        if len(key) > 128:
+            raise Unsupported(f"{len(key)}-byte HMAC key (kat_io holds 128)")
+        return key
+
     def aes_key(self, key: bytes) -> None:
         if key == self._aes_key:
             return
@@ -122,11 +169,42 @@ def _aes_cbc(kat: KatObject, group: dict, t: dict) -> bool:
     return rc == 0 and out[16:] == ct
 
 
+_HASH_ALGS = {"SHA-256": 256, "SHA-384": 384, "SHA-512": 512}
+
+
+@runner("HashTest", *_HASH_ALGS)
+def _hash(kat: KatObject, group: dict, t: dict) -> bool:
+    """cryptbpf's hash format: msg -> digest (both hex). `group["alg"]` is
+    set from the file's algorithm by run_file."""
+    return kat.digest(group["_alg"], _hex(t, "msg")) == _hex(t, "digest")
+
+
+@runner("MacTest", "HMACSHA256", "HMACSHA512")
+def _hmac(kat: KatObject, group: dict, t: dict) -> bool:
+    """Valid: the (possibly truncated) MAC equals `tag` and verifies;
+    invalid: the tag must not verify."""
+    alg = group["_alg"]
+    key, msg, tag = _hex(t, "key"), _hex(t, "msg"), _hex(t, "tag")
+    tag_len = group.get("tagSize", alg) // 8
+    if tag_len < 10:
+        raise Unsupported("tags under 80 bits are refused by policy (RFC 2104 section 5)")
+    mac = kat.hmac(alg, key, msg)
+    matches = mac[:tag_len] == tag
+    verified = len(tag) == tag_len and kat.hmac_verify(alg, key, msg, tag)
+    if matches != verified:
+        raise CryptbpfError(f"tcId {t['tcId']}: compute and verify disagree")
+    return matches and verified
+
+
+_ALG_BITS = {"HMACSHA256": 256, "HMACSHA512": 512, **_HASH_ALGS}
+
+
 def run_file(kat: KatObject, path: str | Path) -> FileResult:
     data = json.loads(Path(path).read_text())
     res = FileResult(str(path), data.get("algorithm", "?"))
     for group in data.get("testGroups", []):
         fn = _RUNNERS.get((group.get("type"), data.get("algorithm")))
+        group["_alg"] = _ALG_BITS.get(data.get("algorithm", ""))
         for t in group.get("tests", []):
             if fn is None:
                 res.skipped.append({"tcId": t["tcId"], "why": f"no runner for {group.get('type')}/{data.get('algorithm')}"})

@@ -8,6 +8,8 @@ reproducible: `python3 tests/vectors/generate.py` rewrites them identically.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 from pathlib import Path
@@ -52,9 +54,86 @@ def aes_cbc(rng: random.Random) -> dict:
     return wycheproof("AES-CBC-PKCS5", groups, "cryptography (OpenSSL) AES-CBC + PKCS7")
 
 
+# Published answers, checked against hashlib when generating.
+FIPS180 = {  # FIPS 180-2 appendix examples
+    "SHA-256": {b"abc": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq":
+                    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    "SHA-384": {b"abc": "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed"
+                        "8086072ba1e7cc2358baeca134c825a7"},
+    "SHA-512": {b"abc": "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+                        "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"},
+}
+RFC4231 = [  # (key, data, HMAC-SHA256, HMAC-SHA512): test cases 1 and 2
+    (b"\x0b" * 20, b"Hi There",
+     "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
+     "87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde"
+     "daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854"),
+    (b"Jefe", b"what do ya want for nothing?",
+     "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", None),
+]
+FIPS180_LONG = b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"
+HASHES = {"SHA-256": hashlib.sha256, "SHA-384": hashlib.sha384, "SHA-512": hashlib.sha512}
+LENGTHS = list(range(0, 130)) + [191, 192, 255, 256, 257, 511, 512, 513, 1000, 1500, 2048, 3000]
+
+
+def sha(rng: random.Random, name: str) -> dict:
+    fn, tests = HASHES[name], []
+    published = dict(FIPS180[name])
+    if name != "SHA-256":
+        published[FIPS180_LONG] = None
+    for msg, digest in published.items():
+        assert digest is None or fn(msg).hexdigest() == digest, (name, msg)
+        tests.append({"tcId": len(tests) + 1, "comment": "FIPS 180-2 example", "flags": ["Published"],
+                      "msg": msg.hex(), "digest": digest or fn(msg).hexdigest(), "result": "valid"})
+    for n in LENGTHS:
+        msg = rng.randbytes(n)
+        tests.append({"tcId": len(tests) + 1, "comment": f"{n}-byte message", "flags": [],
+                      "msg": msg.hex(), "digest": fn(msg).hexdigest(), "result": "valid"})
+    return wycheproof(name, [{"type": "HashTest", "tests": tests}], "hashlib (OpenSSL)")
+
+
+def hmac_file(rng: random.Random, bits: int) -> dict:
+    fn = hashlib.sha256 if bits == 256 else hashlib.sha512
+    groups, tc = [], 0
+    for tag_bits in (bits, 128):
+        tests = []
+        if tag_bits == bits:
+            for key, data, t256, t512 in RFC4231:
+                want = t256 if bits == 256 else t512
+                got = hmac.new(key, data, fn).hexdigest()
+                assert want is None or got == want
+                tc += 1
+                tests.append({"tcId": tc, "comment": "RFC 4231", "flags": ["Published"], "key": key.hex(),
+                              "msg": data.hex(), "tag": got, "result": "valid"})
+        for n, klen in [(n, k) for n in (0, 1, 63, 64, 65, 127, 128, 129, 300, 1500)
+                        for k in (0, 1, 16, 32, 64, 65, 100, 128)]:
+            tc += 1
+            key, msg = rng.randbytes(klen), rng.randbytes(n)
+            tag = hmac.new(key, msg, fn).digest()[:tag_bits // 8]
+            tests.append({"tcId": tc, "comment": f"{n}-byte message, {klen}-byte key", "flags": [],
+                          "key": key.hex(), "msg": msg.hex(), "tag": tag.hex(), "result": "valid"})
+        for comment, mutate in [("flipped first bit", lambda t: bytes([t[0] ^ 0x80]) + t[1:]),
+                                ("flipped last bit", lambda t: t[:-1] + bytes([t[-1] ^ 1])),
+                                ("all zero tag", lambda t: bytes(len(t))),
+                                ("truncated by one byte", lambda t: t[:-1])]:
+            tc += 1
+            key, msg = rng.randbytes(32), rng.randbytes(100)
+            tag = hmac.new(key, msg, fn).digest()[:tag_bits // 8]
+            tests.append({"tcId": tc, "comment": comment, "flags": ["ModifiedTag"], "key": key.hex(),
+                          "msg": msg.hex(), "tag": mutate(tag).hex(), "result": "invalid"})
+        groups.append({"type": "MacTest", "keySize": 256, "tagSize": tag_bits, "tests": tests})
+    return wycheproof(f"HMACSHA{bits}", groups, "Python hmac/hashlib (OpenSSL)")
+
+
 def main() -> None:
     rng = random.Random(0xC0FFEE)
-    files = {"aes_cbc_pkcs5_cryptography.json": aes_cbc(rng)}
+    files = {"aes_cbc_pkcs5_cryptography.json": aes_cbc(rng),
+             "sha256_hashlib.json": sha(rng, "SHA-256"),
+             "sha384_hashlib.json": sha(rng, "SHA-384"),
+             "sha512_hashlib.json": sha(rng, "SHA-512"),
+             "hmac_sha256_hashlib.json": hmac_file(rng, 256),
+             "hmac_sha512_hashlib.json": hmac_file(rng, 512)}
     for name, content in files.items():
         (HERE / name).write_text(json.dumps(content, indent=1) + "\n")
         print(f"wrote {name}: {content['numberOfTests']} tests")
