@@ -19,7 +19,8 @@ TEST_BUILD := build/tests
 TEST_SRCS := $(wildcard tests/bpf/*.bpf.c)
 TEST_OBJS := $(patsubst tests/bpf/%.bpf.c,$(TEST_BUILD)/%.bpf.o,$(TEST_SRCS))
 
-BPF_CFLAGS := -target bpf -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
+# -mcpu=v3 (32-bit ALU ops and jumps, Linux 5.1+): ~15% faster pure-BPF ChaCha20.
+BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g -Wall -Werror -D__TARGET_ARCH_$(ARCH) \
 	      -I. -Ibpf/include -MMD -MP
 
 ifeq ($(V),1)

@@ -9,7 +9,10 @@
 #include "cryptbpf.bpf.h"
 #include "aes_cbc.bpf.h"
 #include "hmac.bpf.h"
+#include "chacha20_poly1305.bpf.h"
 #include "crypto_kat.h"
+
+_Static_assert(KAT_MAX_MSG == CRYPTBPF_MSG_MAX, "kat_msg must satisfy the AEAD's bound");
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -231,4 +234,111 @@ int bench_aes_cbc_encrypt(struct __sk_buff *skb)
 	if (!ctx || !s || skb->len < off)
 		return -EINVAL;
 	return aes_cbc_skb(ctx, skb, off, skb->len - off, s->iv, false) ?: KAT_OK;
+}
+
+/* ---- ChaCha20-Poly1305 (RFC 8439): key/nonce/aad from kat_io ----
+ * skb: seal turns the payload into payload_ct || tag (the packet grows by
+ * 16); open turns ct || tag back into the plaintext, or returns KAT_BAD and
+ * leaves no plaintext behind. mem: in place in kat_msg, tag in kat_io.out
+ * (seal) or read from kat_io.tag (open). */
+CRYPTBPF_PERCPU_SCRATCH(kat_aead_scratch, struct chacha20_poly1305_ctx);
+
+static __always_inline __u32 kat_aad_len(void)
+{
+	return kat_io.aad_len > sizeof(kat_io.aad) ? sizeof(kat_io.aad) : kat_io.aad_len;
+}
+
+static __always_inline int kat_open_verdict(int err)
+{
+	return err == -EBADMSG ? KAT_BAD : err;
+}
+
+SEC("tc")
+int kat_aead_seal_skb(struct __sk_buff *skb)
+{
+	struct chacha20_poly1305_ctx *c = cryptbpf_scratch(&kat_aead_scratch);
+	__u32 len = skb->len - KAT_DATA_OFF;
+
+	if (!c || bpf_skb_change_tail(skb, skb->len + CHACHA20_POLY1305_TAG_SIZE, 0))
+		return kat_io.rc = -ENOMEM;
+	return kat_io.rc = chacha20_poly1305_seal_skb(c, kat_io.key, kat_io.nonce, kat_io.aad,
+						     kat_aad_len(), skb, KAT_DATA_OFF,
+						     KAT_DATA_OFF, len);
+}
+
+SEC("tc")
+int kat_aead_open_skb(struct __sk_buff *skb)
+{
+	struct chacha20_poly1305_ctx *c = cryptbpf_scratch(&kat_aead_scratch);
+	__u32 len = skb->len - KAT_DATA_OFF - CHACHA20_POLY1305_TAG_SIZE;
+	int err;
+
+	if (!c || skb->len < KAT_DATA_OFF + CHACHA20_POLY1305_TAG_SIZE)
+		return kat_io.rc = KAT_BAD;
+	err = chacha20_poly1305_open_skb(c, kat_io.key, kat_io.nonce, kat_io.aad, kat_aad_len(),
+					 skb, KAT_DATA_OFF, KAT_DATA_OFF, len);
+	if (!err && bpf_skb_change_tail(skb, skb->len - CHACHA20_POLY1305_TAG_SIZE, 0))
+		err = -ENOMEM;
+	return kat_io.rc = kat_open_verdict(err);
+}
+
+SEC("syscall")
+int kat_aead_seal_mem(void *ctx)
+{
+	struct chacha20_poly1305_ctx *c = cryptbpf_scratch(&kat_aead_scratch);
+
+	if (!c)
+		return kat_io.rc = -ENOMEM;
+	return kat_io.rc = chacha20_poly1305_seal_mem(c, kat_io.key, kat_io.nonce, kat_io.aad,
+						     kat_aad_len(), kat_msg, kat_msg,
+						     kat_msg_len(), kat_io.out);
+}
+
+SEC("syscall")
+int kat_aead_open_mem(void *ctx)
+{
+	struct chacha20_poly1305_ctx *c = cryptbpf_scratch(&kat_aead_scratch);
+
+	if (!c)
+		return kat_io.rc = -ENOMEM;
+	return kat_io.rc = kat_open_verdict(
+		chacha20_poly1305_open_mem(c, kat_io.key, kat_io.nonce, kat_io.aad, kat_aad_len(),
+					   kat_msg, kat_msg, kat_msg_len(), kat_io.tag));
+}
+
+/* ---- the parts of the AEAD alone, for `cryptbpf bench` and tests ---- */
+union kat_stream_scratch {
+	struct chacha20_state chacha;
+	struct poly1305_state poly;
+};
+CRYPTBPF_PERCPU_SCRATCH(kat_stream_scratch, union kat_stream_scratch);
+
+/* payload XOR ChaCha20(kat_io.key, kat_io.nonce, counter 1), in place */
+SEC("tc")
+int kat_chacha20_skb(struct __sk_buff *skb)
+{
+	union kat_stream_scratch *s = cryptbpf_scratch(&kat_stream_scratch);
+
+	if (!s)
+		return kat_io.rc = -ENOMEM;
+	chacha20_init(&s->chacha, kat_io.key, kat_io.nonce, 1);
+	return kat_io.rc = chacha20_xor_skb(&s->chacha, skb, KAT_DATA_OFF, KAT_DATA_OFF,
+					    skb->len - KAT_DATA_OFF);
+}
+
+/* Poly1305(kat_io.key, kat_msg[0..len)) -> kat_io.out. A TC entry point
+ * over map memory, so BPF_PROG_TEST_RUN can repeat it. */
+SEC("tc")
+int kat_poly1305_mem(struct __sk_buff *skb)
+{
+	union kat_stream_scratch *s = cryptbpf_scratch(&kat_stream_scratch);
+	int err;
+
+	if (!s)
+		return kat_io.rc = -ENOMEM;
+	poly1305_init(&s->poly, kat_io.key);
+	err = poly1305_update_mem(&s->poly, kat_msg, kat_msg_len());
+	if (!err)
+		poly1305_final(&s->poly, kat_io.out);
+	return kat_io.rc = err;
 }

@@ -8,7 +8,7 @@
 
 #define KAT_AES_SLOT_CBC 0
 
-#define KAT_MAX_MSG 4096  /* map-memory message buffer (kat_msg) */
+#define KAT_MAX_MSG 9216  /* map-memory message buffer (kat_msg); = CRYPTBPF_MSG_MAX */
 
 /* kat_io.alg */
 #define KAT_SHA256 256

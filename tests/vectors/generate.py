@@ -126,6 +126,50 @@ def hmac_file(rng: random.Random, bits: int) -> dict:
     return wycheproof(f"HMACSHA{bits}", groups, "Python hmac/hashlib (OpenSSL)")
 
 
+SUNSCREEN = (b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip "
+             b"for the future, sunscreen would be it.")
+
+
+def chacha20_poly1305(rng: random.Random) -> dict:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    tests = []
+
+    def add(comment, key, nonce, aad, msg, ct_tag=None, result="valid", flags=()):
+        if ct_tag is None:
+            ct_tag = ChaCha20Poly1305(key).encrypt(nonce, msg, aad)
+        tests.append({"tcId": len(tests) + 1, "comment": comment, "flags": list(flags), "key": key.hex(),
+                      "iv": nonce.hex(), "aad": aad.hex(), "msg": msg.hex(), "ct": ct_tag[:-16].hex(),
+                      "tag": ct_tag[-16:].hex(), "result": result})
+
+    # RFC 8439 section 2.8.2, checked against the published ciphertext start and tag
+    k, n, a = (bytes.fromhex(x) for x in ("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
+                                          "070000004041424344454647", "50515253c0c1c2c3c4c5c6c7"))
+    sealed = ChaCha20Poly1305(k).encrypt(n, SUNSCREEN, a)
+    assert sealed[:16].hex() == "d31a8d34648e60db7b86afbc53ef7ec2"
+    assert sealed[-16:].hex() == "1ae10b594f09e26a7e902ecbd0600691"
+    add("RFC 8439 2.8.2", k, n, a, SUNSCREEN, flags=["Published"])
+    for n_len in list(range(0, 130)) + [255, 256, 257, 1000, 1500, 2048, 3000]:
+        add(f"{n_len}-byte message", rng.randbytes(32), rng.randbytes(12),
+            rng.randbytes(rng.choice([0, 1, 12, 16, 17, 64, 200])), rng.randbytes(n_len))
+    for comment, mutate in [("modified tag", lambda c: c[:-1] + bytes([c[-1] ^ 1])),
+                            ("modified ciphertext", lambda c: bytes([c[0] ^ 0x80]) + c[1:]),
+                            ("tag of zeros", lambda c: c[:-16] + bytes(16)),
+                            ("truncated tag", lambda c: c[:-1])]:
+        key, nonce, aad, msg = rng.randbytes(32), rng.randbytes(12), rng.randbytes(20), rng.randbytes(50)
+        add(comment, key, nonce, aad, msg, mutate(ChaCha20Poly1305(key).encrypt(nonce, msg, aad)),
+            "invalid", ["ModifiedTag"])
+    key, nonce, msg = rng.randbytes(32), rng.randbytes(12), rng.randbytes(50)
+    add("modified AAD", key, nonce, b"other aad", msg, ChaCha20Poly1305(key).encrypt(nonce, msg, b"aad"),
+        "invalid", ["ModifiedAad"])
+    ok = ChaCha20Poly1305(key).encrypt(nonce, msg, b"")
+    add("wrong nonce", key, rng.randbytes(12), b"", msg, ok, "invalid", ["ModifiedNonce"])
+    for bad_len in (8, 16):
+        add(f"{bad_len * 8}-bit nonce", key, rng.randbytes(bad_len), b"", msg, ok, "invalid", ["InvalidNonceSize"])
+    return wycheproof("CHACHA20-POLY1305", [{"type": "AeadTest", "ivSize": 96, "keySize": 256,
+                                              "tagSize": 128, "tests": tests}],
+                      "cryptography (OpenSSL) ChaCha20Poly1305; RFC 8439 2.8.2 checked")
+
+
 def main() -> None:
     rng = random.Random(0xC0FFEE)
     files = {"aes_cbc_pkcs5_cryptography.json": aes_cbc(rng),
@@ -133,7 +177,8 @@ def main() -> None:
              "sha384_hashlib.json": sha(rng, "SHA-384"),
              "sha512_hashlib.json": sha(rng, "SHA-512"),
              "hmac_sha256_hashlib.json": hmac_file(rng, 256),
-             "hmac_sha512_hashlib.json": hmac_file(rng, 512)}
+             "hmac_sha512_hashlib.json": hmac_file(rng, 512),
+             "chacha20_poly1305_cryptography.json": chacha20_poly1305(rng)}
     for name, content in files.items():
         (HERE / name).write_text(json.dumps(content, indent=1) + "\n")
         print(f"wrote {name}: {content['numberOfTests']} tests")
