@@ -4,6 +4,7 @@
  * data_in: key_id (u32 LE) | sig_len (u32 LE) | digest (32) | sig (64)
  * retval: ecdsa_p256_verify() result + 100 (so negative codes stay readable). */
 #include "ecdsa_p256.bpf.h"
+#include "sha256.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -62,4 +63,36 @@ int verify_pk_xdp(struct xdp_md *ctx)
 	__u32 sig_len = *(__u32 *)(data + 4);
 	return 100 + ecdsa_p256_verify_pubkey(data + HDR, pk_len, data + 8,
 					      data + 8 + P256_DIGEST_LEN, sig_len);
+}
+
+/* The whole ECDSA-with-SHA-256 verification in the kernel, for `cryptbpf kat`
+ * (EcdsaP1363Verify) and the differential tests:
+ * data_in: ethernet (14, ignored) | key_id (u32 LE) | sig_len (u32 LE) |
+ *          sig (64) | message (rest, hashed here with SHA-256)
+ * retval: ecdsa_p256_verify() result + 100. */
+struct ecdsa_msg_scratch {
+	struct cryptbpf_sha256_ctx sha;
+	__u8 digest[P256_DIGEST_LEN];
+	__u32 key_id;
+	__u32 sig_len;
+	__u8 sig[P256_SIG_LEN];
+};
+CRYPTBPF_PERCPU_SCRATCH(ecdsa_msg_scratch, struct ecdsa_msg_scratch);
+
+#define MSG_HDR (14 + 8 + P256_SIG_LEN)
+
+SEC("tc")
+int verify_msg_tc(struct __sk_buff *skb)
+{
+	struct ecdsa_msg_scratch *s = cryptbpf_scratch(&ecdsa_msg_scratch);
+
+	if (!s || skb->len < MSG_HDR)
+		return 99;
+	if (bpf_skb_load_bytes(skb, 14, &s->key_id, 8 + P256_SIG_LEN))
+		return 99;
+	sha256_init(&s->sha);
+	if (sha256_update_skb(&s->sha, skb, MSG_HDR, skb->len - MSG_HDR) ||
+	    sha256_final(&s->sha, s->digest))
+		return 99;
+	return 100 + ecdsa_p256_verify(s->key_id, s->digest, s->sig, s->sig_len);
 }

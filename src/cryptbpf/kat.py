@@ -43,6 +43,7 @@ class KatObject:
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self.layout = Layout("crypto_kat")
         self._aes_key: bytes | None = None
+        self._ecdsa: EcdsaKat | None = None
 
     def __enter__(self):
         return self
@@ -52,6 +53,14 @@ class KatObject:
 
     def close(self):
         self.obj.close()
+        if self._ecdsa is not None:
+            self._ecdsa.close()
+
+    @property
+    def ecdsa(self) -> "EcdsaKat":
+        if self._ecdsa is None:
+            self._ecdsa = EcdsaKat()
+        return self._ecdsa
 
     @staticmethod
     def frame(payload: bytes) -> bytes:
@@ -164,6 +173,44 @@ class KatObject:
                 "verified_insns": {n: p.verified_insns for n, p in self.obj.programs.items()}}
 
 
+class EcdsaKat:
+    """ecdsa_kat.bpf.o: P-256 keys registered in its key map (validated and
+    tabled by p256.py), messages hashed and verified in the kernel."""
+
+    def __init__(self):
+        from . import p256
+        self.p256 = p256
+        self.obj = BpfObject.open(str(bpf_object("ecdsa_kat")))
+        self.obj.load()
+        self._ids: dict[bytes, int] = {}
+        self._slots = self.obj.map("p256_keys").max_entries
+
+    def close(self):
+        self.obj.close()
+
+    def register(self, public_key: bytes) -> int:
+        """Key id of a 65-byte public key; raises p256.InvalidKey. The map
+        holds few keys: the oldest registration is evicted when full."""
+        if public_key in self._ids:
+            return self._ids[public_key]
+        kid = len(self._ids) % self._slots + 1
+        for pk, old in list(self._ids.items()):
+            if old == kid:
+                del self._ids[pk]
+        k, v = self.p256.key_map_entry(kid, public_key)
+        self.obj.map("p256_keys").update(k, v)
+        self._ids[public_key] = kid
+        return kid
+
+    def verify(self, key_id: int, msg: bytes, sig: bytes) -> int:
+        """p256.VERIFY_* of SHA-256(msg) and a P1363 signature, all in BPF."""
+        body = key_id.to_bytes(4, "little") + len(sig).to_bytes(4, "little") + (sig + bytes(64))[:64]
+        res = self.obj.program("verify_msg_tc").test_run(data=KatObject.frame(body + msg))
+        if res.retval == 99:
+            raise CryptbpfError("verify_msg_tc: packet or hash error")
+        return res.retval - 100
+
+
 @dataclass
 class FileResult:
     path: str
@@ -253,6 +300,21 @@ def _chacha20_poly1305(kat: KatObject, group: dict, t: dict) -> bool:
     if opened is None:
         return False
     return opened == msg and kat.seal(key, iv, aad, msg) == ct_tag
+
+
+@runner("EcdsaP1363Verify", "ECDSA")
+def _ecdsa_p1363(kat: KatObject, group: dict, t: dict) -> bool:
+    """msg is hashed with SHA-256 and verified in the kernel; a public key
+    that fails validation at registration rejects every signature."""
+    pk = group.get("publicKey", {})
+    if pk.get("curve") != "secp256r1" or group.get("sha") != "SHA-256":
+        raise Unsupported(f"curve {pk.get('curve')} with {group.get('sha')}: only secp256r1/SHA-256")
+    e = kat.ecdsa
+    try:
+        kid = e.register(bytes.fromhex(pk["uncompressed"]))
+    except e.p256.InvalidKey:
+        return False
+    return e.verify(kid, _hex(t, "msg"), _hex(t, "sig")) == e.p256.VERIFY_OK
 
 
 _ALG_BITS = {"HMACSHA256": 256, "HMACSHA512": 512, **_HASH_ALGS}

@@ -170,6 +170,57 @@ def chacha20_poly1305(rng: random.Random) -> dict:
                       "cryptography (OpenSSL) ChaCha20Poly1305; RFC 8439 2.8.2 checked")
 
 
+def ecdsa_p256(rng: random.Random) -> dict:
+    """EcdsaP1363Verify groups. Keys come from seeded private scalars; the
+    signatures from cryptography (OpenSSL), so they are random, not seeded:
+    rerunning the generator changes them, never their validity."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    b32 = lambda x: x.to_bytes(32, "big")  # noqa: E731
+    groups, tc = [], 0
+
+    def test(comment, msg, sig, result, flags=()):
+        nonlocal tc
+        tc += 1
+        return {"tcId": tc, "comment": comment, "flags": list(flags), "msg": msg.hex(),
+                "sig": sig.hex(), "result": result}
+
+    for _ in range(6):
+        priv = ec.derive_private_key(rng.randrange(1, n), ec.SECP256R1())
+        pub = priv.public_key().public_bytes(serialization.Encoding.X962,
+                                             serialization.PublicFormat.UncompressedPoint)
+        tests = []
+        for m_len in (0, 1, 32, 64, 100, 1000):
+            msg = rng.randbytes(m_len)
+            r, s = utils.decode_dss_signature(priv.sign(msg, ec.ECDSA(hashes.SHA256())))
+            tests += [test(f"{m_len}-byte message", msg, b32(r) + b32(s), "valid"),
+                      test("s replaced by n - s", msg, b32(r) + b32(n - s), "valid", ["MalleableS"]),
+                      test("modified message", msg + b"\0", b32(r) + b32(s), "invalid"),
+                      test("r + 1", msg, b32((r + 1) % n) + b32(s), "invalid", ["ModifiedSignature"]),
+                      test("s xor 1", msg, b32(r) + b32(s ^ 1), "invalid", ["ModifiedSignature"])]
+        msg = b"edge cases"
+        r, s = utils.decode_dss_signature(priv.sign(msg, ec.ECDSA(hashes.SHA256())))
+        for comment, rr, ss in (("r = 0", 0, s), ("s = 0", r, 0), ("r = n", n, s), ("s = n", r, n),
+                                ("r + n", r + n, s), ("s + n", r, s + n)):
+            if rr < 2**256 and ss < 2**256:
+                tests.append(test(comment, msg, b32(rr) + b32(ss), "invalid", ["ArithmeticError"]))
+        tests.append(test("signature too short", msg, (b32(r) + b32(s))[:63], "invalid", ["SignatureSize"]))
+        tests.append(test("signature too long", msg, b32(r) + b32(s) + b"\0", "invalid", ["SignatureSize"]))
+        groups.append({"type": "EcdsaP1363Verify", "sha": "SHA-256",
+                       "publicKey": {"type": "EcPublicKey", "curve": "secp256r1", "keySize": 256,
+                                     "uncompressed": pub.hex()}, "tests": tests})
+    # keys that registration must refuse: every signature is then invalid
+    for comment, pub in (("point off the curve", b"\x04" + b32(1) + b32(2)),
+                         ("x >= p", b"\x04" + b"\xff" * 64)):
+        groups.append({"type": "EcdsaP1363Verify", "sha": "SHA-256",
+                       "publicKey": {"type": "EcPublicKey", "curve": "secp256r1", "keySize": 256,
+                                     "uncompressed": pub.hex()},
+                       "tests": [test(f"invalid public key: {comment}", b"m", b32(1) + b32(1), "invalid",
+                                      ["InvalidPublicKey"])]})
+    return wycheproof("ECDSA", groups, "cryptography (OpenSSL) ECDSA P-256/SHA-256")
+
+
 def main() -> None:
     rng = random.Random(0xC0FFEE)
     files = {"aes_cbc_pkcs5_cryptography.json": aes_cbc(rng),
@@ -178,7 +229,8 @@ def main() -> None:
              "sha512_hashlib.json": sha(rng, "SHA-512"),
              "hmac_sha256_hashlib.json": hmac_file(rng, 256),
              "hmac_sha512_hashlib.json": hmac_file(rng, 512),
-             "chacha20_poly1305_cryptography.json": chacha20_poly1305(rng)}
+             "chacha20_poly1305_cryptography.json": chacha20_poly1305(rng),
+             "ecdsa_secp256r1_sha256_p1363_cryptography.json": ecdsa_p256(rng)}
     for name, content in files.items():
         (HERE / name).write_text(json.dumps(content, indent=1) + "\n")
         print(f"wrote {name}: {content['numberOfTests']} tests")
