@@ -60,6 +60,16 @@ def load_object(root):
         obj.close()
 
 
+@pytest.fixture(scope="module")
+def kat():
+    """crypto_kat.bpf.o loaded once per test module (cryptbpf.kat.KatObject)."""
+    require_root()
+    require_feature("bpf_loop")
+    from cryptbpf.kat import KatObject
+    with KatObject() as k:
+        yield k
+
+
 @pytest.fixture
 def veth_pair(root):
     """Namespaces <id>-a and <id>-b joined by veth (10.212.x.1 <-> .2),

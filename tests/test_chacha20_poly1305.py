@@ -10,19 +10,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
-from cryptbpf.kat import KatObject
-
-from conftest import require_feature, require_root
 
 BOUNDARIES = sorted({n + d for n in range(64, 3400, 320) for d in (-1, 0, 1)})
 
-
-@pytest.fixture(scope="module")
-def kat():
-    require_root()
-    require_feature("bpf_loop")
-    with KatObject() as k:
-        yield k
 
 
 @pytest.mark.parametrize("source", ["skb", "mem"])

@@ -9,20 +9,10 @@ import os
 
 import pytest
 
-from cryptbpf.kat import KatObject
-
-from conftest import require_feature, require_root
 
 HASHES = {256: hashlib.sha256, 384: hashlib.sha384, 512: hashlib.sha512}
 BOUNDARIES = sorted({n + d for b in (64, 128) for n in range(b, 3400, b * 5) for d in (-1, 0, 1)})
 
-
-@pytest.fixture(scope="module")
-def kat():
-    require_root()
-    require_feature("bpf_loop")
-    with KatObject() as k:
-        yield k
 
 
 @pytest.mark.parametrize("source", ["skb", "mem"])
