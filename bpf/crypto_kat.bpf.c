@@ -9,6 +9,7 @@
 #include "cryptbpf.bpf.h"
 #include "aes_cbc.bpf.h"
 #include "hmac.bpf.h"
+#include "hash_kfunc.bpf.h"
 #include "chacha20_poly1305.bpf.h"
 #include "crypto_kat.h"
 
@@ -90,6 +91,25 @@ SEC("syscall")
 int kat_sha_mem(void *ctx)
 {
 	return kat_io.rc = kat_sha(NULL, false);
+}
+
+/* One-shot digest of kat_msg[0 .. len) through hash_kfunc.bpf.h: the hash
+ * kfunc where the kernel has one, the pure-BPF code otherwise. */
+SEC("syscall")
+int kat_sha_oneshot_mem(void *ctx)
+{
+	union kat_hash_scratch *s = cryptbpf_scratch(&kat_hash_scratch);
+	__u32 len = kat_msg_len();
+
+	if (!s)
+		return kat_io.rc = -ENOMEM;
+	if (kat_io.alg == KAT_SHA256)
+		return kat_io.rc = hash_sha256(kat_msg, len, kat_io.out, &s->sha256);
+	if (kat_io.alg == KAT_SHA384)
+		return kat_io.rc = hash_sha384(kat_msg, len, kat_io.out, &s->sha512);
+	if (kat_io.alg == KAT_SHA512)
+		return kat_io.rc = hash_sha512(kat_msg, len, kat_io.out, &s->sha512);
+	return kat_io.rc = -EINVAL;
 }
 
 /* ---- HMAC: key = kat_io.key[key_len]; MAC -> kat_io.out; with tag_len,

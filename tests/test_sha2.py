@@ -57,3 +57,13 @@ def test_hmac_verify_rejects_forgeries(kat, alg):
     assert not kat.hmac_verify(alg, key, msg + b"x", tag)    # tampered message
     assert not kat.hmac_verify(alg, os.urandom(32), msg, tag)  # wrong key
     assert not kat.hmac_verify(alg, key, msg, tag[:9])       # under 80 bits: refused
+
+
+@pytest.mark.parametrize("alg", [256, 384, 512])
+def test_one_shot_dispatch_matches_hashlib(kat, alg):
+    """hash_kfunc.bpf.h: the kfunc path where the kernel has one (none does
+    yet), the pure-BPF path otherwise -- same answer either way."""
+    for n in (0, 1, 111, 112, 127, 128, 129, 1000, 4096):
+        msg = os.urandom(n)
+        r = kat.call("kat_sha_oneshot", msg, "mem", alg=alg)
+        assert r["rc"] == 0 and r["out"][:alg // 8] == HASHES[alg](msg).digest(), n
