@@ -90,9 +90,13 @@ static __always_inline long hash_src_read(int kind, void *src, __u32 off,
  * must see a non-zero size for bpf_skb_load_bytes/bpf_xdp_load_bytes
  * (ARG_CONST_SIZE) and an upper bound. `n != 0` does not narrow the range on
  * older verifiers, and clang turns `n > 0` into `!= 0`, so map n to
- * [1, block] arithmetically instead (identity for the real values). */
+ * [1, block] arithmetically instead (identity for the real values).
+ * The empty asm hides n's range from clang, which would otherwise see that
+ * the mask is an identity and drop it; the 6.1 verifier then cannot bound
+ * n = min(64 - bl, len) and rejects the read ("invalid access to map value"). */
 static __always_inline __u32 hash_partial_len(__u32 n, __u32 block)
 {
+	asm volatile("" : "+r"(n));
 	return ((n - 1) & (block - 1)) + 1;
 }
 #endif /* CRYPTBPF_HASH_SRC */
