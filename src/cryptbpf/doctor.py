@@ -60,12 +60,11 @@ def trial_load(spec: ProgramSpec) -> dict[str, Any]:
 
 
 def program_report(spec: ProgramSpec, privileged: bool) -> dict[str, Any]:
-    missing = [f for f in spec.requires if not kernel.has(f)]
+    missing = kernel.missing(spec.requires)
     rep: dict[str, Any] = {"summary": spec.summary, "requires": spec.requires}
     if missing:
         rep["runnable"] = False
-        rep["reason"] = "missing " + ", ".join(
-            f"{f} ({kernel.FEATURES[f].what}, Linux {kernel.FEATURES[f].since}+)" for f in missing)
+        rep["reason"] = "missing " + kernel.describe(missing)
         return rep
     if not privileged:
         rep["runnable"] = None

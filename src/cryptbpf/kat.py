@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .aes_cbc import install_aes_key
 from .errors import CryptbpfError
 from .headers import Layout
 from .object import BpfObject
@@ -162,7 +163,6 @@ class KatObject:
     def aes_key(self, key: bytes) -> None:
         if key == self._aes_key:
             return
-        from .programs.aes_roundtrip import install_aes_key
         if len(key) not in (16, 32):
             raise Unsupported(f"AES-{len(key) * 8}: bpf_crypto here takes 128/256-bit keys")
         install_aes_key(self.obj, "kat_aes_setup", key)

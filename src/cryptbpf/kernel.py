@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ._ffi import lib
+from ._ffi import ffi, lib
 from .btf import Btf
 
 # enum values from include/uapi/linux/bpf.h
@@ -50,7 +50,6 @@ def _helper(func_id: int, prog_type: int = PROG_SCHED_CLS) -> Callable[[], bool]
 
 
 def _null():
-    from ._ffi import ffi
     return ffi.NULL
 
 
@@ -141,3 +140,13 @@ def privileged() -> bool:
     caps = effective_caps()
     bpf_ok = caps >> CAP_BPF & 1 or caps >> CAP_SYS_ADMIN & 1
     return bool(bpf_ok and caps >> CAP_NET_ADMIN & 1)
+
+
+def missing(names: list[str]) -> list[str]:
+    """The features among `names` this kernel lacks."""
+    return [n for n in names if not has(n)]
+
+
+def describe(names: list[str]) -> str:
+    """Human-readable list of features, with the release that added each."""
+    return "; ".join(f"{FEATURES[n].what} (Linux {FEATURES[n].since}+)" for n in names)

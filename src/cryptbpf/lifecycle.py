@@ -19,16 +19,11 @@ def require_privileges() -> None:
         raise CryptbpfError("needs root (CAP_BPF or CAP_SYS_ADMIN, and CAP_NET_ADMIN): try sudo")
 
 
-def missing_features(spec: ProgramSpec) -> list[str]:
-    return [f for f in spec.requires if not kernel.has(f)]
-
-
 def check_runnable(spec: ProgramSpec) -> None:
-    missing = missing_features(spec)
+    missing = kernel.missing(spec.requires)
     if missing:
-        why = "; ".join(
-            f"{kernel.FEATURES[f].what} (Linux {kernel.FEATURES[f].since}+)" for f in missing)
-        raise CryptbpfError(f"{spec.name} cannot run on Linux {kernel.release()}: missing {why}")
+        raise CryptbpfError(f"{spec.name} cannot run on Linux {kernel.release()}: "
+                            f"missing {kernel.describe(missing)}")
 
 
 def device_key(device: str, netns: str | None) -> str:

@@ -34,7 +34,7 @@ def mbps(size: int, ns: float) -> float:
 
 def userspace_ns(fn, min_time: float = 0.2) -> float:
     """Per-call time of `fn()` in userspace, best of 3 timed batches."""
-    n, best = 1, float("inf")
+    n = 1
     while True:  # calibrate a batch that takes ~min_time/3
         t0 = time.perf_counter_ns()
         for _ in range(n):

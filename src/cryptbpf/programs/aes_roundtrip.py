@@ -7,21 +7,8 @@ ingress decrypts and unpads. Wire format: bpf/include/aes_roundtrip.h.
 
 from __future__ import annotations
 
-from ..errors import CryptbpfError
-from ..headers import Layout
+from ..aes_cbc import install_aes_key
 from .base import Hook, ProgramSpec
-
-
-def install_aes_key(handle, program: str, key: bytes, slot: int = 0, ecb: bool = False) -> None:
-    """Run a SYSCALL setup program (aes_cbc.bpf.h's aes_ctx_install) with
-    `key`; raises if the kernel refused to create the context."""
-    layout = Layout("aes_cbc")
-    args = layout.pack("struct aes_key_setup", key=key, key_len=len(key), slot=slot,
-                       mode=layout.const("AES_MODE_ECB") if ecb else layout.const("AES_MODE_CBC"))
-    res = handle.program(program).test_run(ctx=args)
-    err = layout.unpack("struct aes_key_setup", res.ctx)["err"]
-    if err:
-        raise CryptbpfError(f"bpf_crypto refused the AES key: errno {-err}")
 
 
 class AesRoundtrip(ProgramSpec):

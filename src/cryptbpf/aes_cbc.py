@@ -1,0 +1,20 @@
+"""Userspace side of bpf/include/aes_cbc.bpf.h: hand an AES key to a
+program's SYSCALL setup program (aes_ctx_install), which creates the
+bpf_crypto context in the kernel."""
+
+from __future__ import annotations
+
+from .errors import CryptbpfError
+from .headers import Layout
+
+
+def install_aes_key(handle, program: str, key: bytes, slot: int = 0, ecb: bool = False) -> None:
+    """Run the SYSCALL setup `program` of `handle` (a loaded BpfObject or
+    Pinned) with `key`; raises if the kernel refused to create the context."""
+    layout = Layout("aes_cbc")
+    args = layout.pack("struct aes_key_setup", key=key, key_len=len(key), slot=slot,
+                       mode=layout.const("AES_MODE_ECB") if ecb else layout.const("AES_MODE_CBC"))
+    res = handle.program(program).test_run(ctx=args)
+    err = layout.unpack("struct aes_key_setup", res.ctx)["err"]
+    if err:
+        raise CryptbpfError(f"bpf_crypto refused the AES key: errno {-err}")
