@@ -92,13 +92,16 @@ def run_cli(*args: str, check: bool = False, **kw) -> subprocess.CompletedProces
     return res
 
 
-def system_snapshot(netns: str | None = None) -> dict:
-    """What load/unload must leave exactly as it found it."""
+def system_snapshot(netns: str | None = None, program: str = "") -> dict:
+    """What load/unload must leave exactly as it found it. `program` limits
+    the pins compared to that program's directory, so programs loaded by
+    other tests (or other users) at the same time don't disturb the check."""
     pre = ["ip", "netns", "exec", netns] if netns else []
 
     def sh(*cmd):
         return subprocess.run(pre + list(cmd), capture_output=True, text=True).stdout
 
+    pin_root = Path("/sys/fs/bpf/cryptbpf") / program
     links = sh("ip", "-d", "link", "show")
     devs = [l.split(":")[1].strip().split("@")[0] for l in links.splitlines() if l[:1].isdigit()]
     return {
@@ -106,8 +109,7 @@ def system_snapshot(netns: str | None = None) -> dict:
                     for d in devs},
         "qdiscs": sh("tc", "qdisc", "show"),
         "xdp": [l for l in links.splitlines() if "xdp" in l],
-        "pins": sorted(str(p) for p in Path("/sys/fs/bpf/cryptbpf").rglob("*"))
-        if Path("/sys/fs/bpf/cryptbpf").exists() else None,
+        "pins": sorted(str(p) for p in pin_root.rglob("*")) if pin_root.exists() else None,
     }
 
 

@@ -121,7 +121,7 @@ def test_bad_key_length_refused(rt):
 def test_between_namespaces_wire_is_ciphertext_and_round_trip_exact(veth_pair):
     for f in SPEC.requires:
         require_feature(f)
-    before = {ns: system_snapshot(ns) for ns in (veth_pair.ns_a, veth_pair.ns_b)}
+    before = {ns: system_snapshot(ns, SPEC.name) for ns in (veth_pair.ns_a, veth_pair.ns_b)}
     key, iv, msg = os.urandom(32), os.urandom(16), os.urandom(777)
     try:
         lifecycle.load(SPEC, veth_pair.dev_a, key=key, netns=veth_pair.ns_a)
@@ -132,5 +132,5 @@ def test_between_namespaces_wire_is_ciphertext_and_round_trip_exact(veth_pair):
         assert exchange(veth_pair, b"plain", port=5353) == b"plain"  # other port
     finally:
         lifecycle.unload(SPEC.name)
-    after = {ns: system_snapshot(ns) for ns in (veth_pair.ns_a, veth_pair.ns_b)}
+    after = {ns: system_snapshot(ns, SPEC.name) for ns in (veth_pair.ns_a, veth_pair.ns_b)}
     assert after == before

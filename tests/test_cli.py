@@ -88,7 +88,7 @@ def test_load_status_unload_leaves_no_trace(veth_pair, tmp_path):
     for f in spec.requires:
         require_feature(f)
     ns, dev = veth_pair.ns_a, veth_pair.dev_a
-    before = system_snapshot(ns), system_snapshot()
+    before = system_snapshot(ns, "aes-roundtrip"), system_snapshot(program="aes-roundtrip")
     key = tmp_path / "k"
     run_cli("keys", "new", str(key), check=True)
     out = run_cli("load", "aes-roundtrip", dev, "--netns", ns, "--key-file", str(key),
@@ -109,4 +109,4 @@ def test_load_status_unload_leaves_no_trace(veth_pair, tmp_path):
         assert refused.returncode == 1 and "key material" in refused.stderr
     finally:
         run_cli("unload", "aes-roundtrip", dev, "--netns", ns, check=True)
-    assert (system_snapshot(ns), system_snapshot()) == before
+    assert (system_snapshot(ns, "aes-roundtrip"), system_snapshot(program="aes-roundtrip")) == before
