@@ -53,19 +53,42 @@ def _emit(data, as_json: bool, text) -> None:
         text(data)
 
 
+def _parse_options(args: List[str]) -> dict[str, list[str]]:
+    """A program's own load options (ProgramSpec.options): `--name value`
+    or `--name=value`, repeatable; the spec checks names and values."""
+    opts: dict[str, list[str]] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise CryptbpfError(f"unexpected argument {a!r}")
+        name, sep, val = a[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise CryptbpfError(f"--{name} needs a value")
+            i += 1
+            val = args[i]
+        opts.setdefault(name.replace("-", "_"), []).append(val)
+        i += 1
+    return opts
+
+
 @app.command(epilog=_examples("sudo cryptbpf load aes-roundtrip eth0 --key-file aes.key",
-                              "sudo cryptbpf load aes-roundtrip veth0 --netns blue --set udp_port=5000"))
-def load(program: str = typer.Argument(..., help="Program name (see `cryptbpf programs`)."),
+                              "sudo cryptbpf load aes-roundtrip veth0 --netns blue --set udp_port=5000"),
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def load(ctx: typer.Context, program: str = typer.Argument(..., help="Program name (see `cryptbpf programs`)."),
          device: str = typer.Argument(..., help="Network interface to attach to."),
          key_file: Optional[Path] = typer.Option(None, help="Key file (mode 0600)."),
          set_: List[str] = typer.Option([], "--set", help="Setting NAME=VALUE (repeatable)."),
          xdp_mode: str = typer.Option("auto", help="XDP mode: auto, skb, drv, hw."),
          netns: Optional[str] = typer.Option(None, help="Network namespace of DEVICE.")):
-    """Attach a program to DEVICE and pin it; it keeps running after exit."""
+    """Attach a program to DEVICE and pin it; it keeps running after exit.
+    Programs may take further options of their own (see `cryptbpf programs`)."""
     from .keys import read_key_file
     spec = programs.get(program)
     key = read_key_file(key_file, spec.key_sizes) if key_file else None
-    state = lifecycle.load(spec, device, _parse_knobs(set_), key, xdp_mode, netns)
+    state = lifecycle.load(spec, device, _parse_knobs(set_), key, xdp_mode, netns,
+                           _parse_options(ctx.args))
     dkey = lifecycle.device_key(device, netns)
     hooks = ", ".join(a["kind"] + (" " + a["point"] if a["kind"] == "tc" else "")
                       for a in state["devices"][dkey]["hooks"])
@@ -136,6 +159,9 @@ def list_programs():
     """List the programs cryptbpf knows."""
     for name, spec in programs.discover().items():
         typer.echo(f"{name:<18} {spec.summary}")
+        for opt, text in {**{f"--set {k}=N": v for k, v in spec.knobs.items()},
+                          **{f"--{o.replace('_', '-')} V": h for o, h in spec.options.items()}}.items():
+            typer.echo(f"{'':<20}{opt:<22} {text}")
 
 
 @app.command("map", epilog=_examples("sudo cryptbpf map aes-roundtrip", "sudo cryptbpf map aes-roundtrip stats"))

@@ -32,7 +32,8 @@ def device_key(device: str, netns: str | None) -> str:
 
 def load(spec: ProgramSpec, device: str, knobs: dict[str, int] | None = None,
          key: bytes | None = None, xdp_mode: str = "auto",
-         netns: str | None = None) -> dict[str, Any]:
+         netns: str | None = None,
+         options: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Attach `spec`'s programs to `device` (in `netns`), pin everything and
     record it. The first load creates the instance (knobs, key); later loads
     attach the same pinned instance to more devices. On failure, whatever
@@ -44,33 +45,43 @@ def load(spec: ProgramSpec, device: str, knobs: dict[str, int] | None = None,
     if dkey in state["devices"]:
         raise CryptbpfError(f"{spec.name} is already loaded on {dkey}")
     fresh = not state["devices"]
+    options = options or {}
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        raise CryptbpfError(f"{spec.name} has no option {', '.join('--' + u for u in sorted(unknown))}; "
+                            f"options: {', '.join('--' + o for o in spec.options) or 'none'}")
     if not fresh and (knobs or key):
         raise CryptbpfError(f"{spec.name} is already loaded (on {', '.join(state['devices'])}); "
                             "settings and key of that load apply: attach without --set/--key-file")
     done: list = []
+    prepared: dict[str, Any] | None = None
     try:
-        with _instance(spec, fresh, knobs, key) as handle:
+        with _instance(spec, fresh, knobs, key, options) as handle:
             with netns_mod.inside(netns):
                 idx = attach.ifindex(device)
+                prepared = spec.prepare_device(idx, device, options)
                 for hook in spec.hooks:
                     done.append(_attach_hook(handle.program(hook.program), hook, idx, xdp_mode))
         if fresh:
             state = {"program": spec.name, "object": str(bpf_object(spec.object)),
                      "loaded_at": pins.now(), "knobs": knobs or {}, "devices": {}}
         state["devices"][dkey] = {"device": device, "netns": netns,
-                                  "hooks": [a.to_dict() for a in done]}
+                                  "hooks": [a.to_dict() for a in done],
+                                  "device_settings": prepared}
         pins.write_state(spec.name, state)
         return state
     except BaseException:
         with netns_mod.inside(netns):
             _undo(done)
+            if prepared is not None:
+                spec.restore_device(attach.ifindex(device), device, prepared)
         if fresh:
             pins.remove_pins(spec.name)
         raise
 
 
 @contextlib.contextmanager
-def _instance(spec: ProgramSpec, fresh: bool, knobs, key):
+def _instance(spec: ProgramSpec, fresh: bool, knobs, key, options):
     """A loaded+pinned object for a first load, the pins for later ones."""
     if not fresh:
         with pins.Pinned(spec.name) as h:
@@ -85,8 +96,7 @@ def _instance(spec: ProgramSpec, fresh: bool, knobs, key):
     with BpfObject.open(str(bpf_object(spec.object))) as obj:
         spec.configure(obj, knobs or {})
         obj.load()
-        if spec.key_sizes:
-            spec.install_key(obj, key)
+        spec.setup(obj, key, options)
         pins.pin_object(spec.name, obj)
         yield obj
 
@@ -125,11 +135,16 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
         if k not in state["devices"]:
             raise CryptbpfError(f"{name} is not loaded on {k} "
                                 f"(loaded on: {', '.join(state['devices']) or 'nothing'})")
+    from . import programs
+    spec = programs.discover().get(name)
     for k in keys:
         entry = state["devices"].pop(k)
         try:
             with netns_mod.inside(entry["netns"]):
                 _undo([attach.from_dict(a) for a in entry["hooks"]])
+                if spec and entry.get("device_settings"):
+                    spec.restore_device(attach.ifindex(entry["device"]), entry["device"],
+                                        entry["device_settings"])
         except CryptbpfError:
             pass  # the namespace is gone, and with it every hook inside it
     if state["devices"]:

@@ -33,6 +33,10 @@ class ProgramSpec:
     stats_map: str = "stats"
     stats_type: str = ""            # e.g. "struct aes_roundtrip_stats"
     cli: Optional[Any] = None       # a typer.Typer with extra commands
+    # extra `cryptbpf load` options, name -> help: `--peer 10.0.0.2` arrives
+    # in setup()/prepare_device() as options["peer"] == ["10.0.0.2"]
+    # (repeatable, strings; the spec validates them)
+    options: dict[str, str] = field(default_factory=dict)
 
     # ---- hooks the lifecycle calls; override as needed ----
     def configure(self, obj, knobs: dict[str, int]) -> None:
@@ -43,6 +47,23 @@ class ProgramSpec:
     def install_key(self, handle, key: bytes) -> None:
         """After load (object or pins): hand the key to the kernel."""
         raise NotImplementedError(f"{self.name} takes no key")
+
+    def setup(self, handle, key: Optional[bytes], options: dict[str, list[str]]) -> None:
+        """After the first load, before attaching: keys, initial map
+        contents. Raise CryptbpfError on bad options; the load is undone."""
+        if key is not None:
+            self.install_key(handle, key)
+
+    def prepare_device(self, ifindex: int, device: str,
+                       options: dict[str, list[str]]) -> dict[str, Any]:
+        """Before attaching to a device (inside its namespace): change device
+        settings the program needs (offloads, MTU). Returns what
+        restore_device needs to put them back (JSON-serialisable); it is
+        kept in the load record."""
+        return {}
+
+    def restore_device(self, ifindex: int, device: str, saved: dict[str, Any]) -> None:
+        """On unload (or a failed load): undo prepare_device."""
 
     def stats(self, handle) -> dict[str, int]:
         """Counters summed over CPUs, decoded with the shared header."""
