@@ -259,6 +259,8 @@ def _register_program_commands() -> None:
     for name, spec in programs.discover().items():
         if spec.cli is not None:
             app.add_typer(spec.cli, name=name, help=spec.summary)
+        for command, sub in spec.commands.items():
+            app.add_typer(sub, name=command, help=f"{spec.summary} ({name})")
 
 
 def main() -> None:

@@ -32,7 +32,10 @@ class ProgramSpec:
     header: str = ""                # shared header with the stats struct
     stats_map: str = "stats"
     stats_type: str = ""            # e.g. "struct aes_roundtrip_stats"
-    cli: Optional[Any] = None       # a typer.Typer with extra commands
+    cli: Optional[Any] = None       # a typer.Typer: `cryptbpf <name> ...`
+    # further top-level command groups under names users expect, e.g.
+    # {"tunnel": app} gives `cryptbpf tunnel ...`, {"sign": app} `cryptbpf sign ...`
+    commands: dict[str, Any] = field(default_factory=dict)
     # extra `cryptbpf load` options, name -> help: `--peer 10.0.0.2` arrives
     # in setup()/prepare_device() as options["peer"] == ["10.0.0.2"]
     # (repeatable, strings; the spec validates them)
