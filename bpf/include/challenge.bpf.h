@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Stateless challenges: an HMAC-SHA256, under a server key, of the client's
+ * address and a time slot (kernel side only).
+ *
+ * A program that must challenge a client before trusting it (zkp_filter,
+ * crypto_ratelimit, ...) keeps no per-client state until the client has
+ * answered: the challenge is recomputed from the packet when the answer
+ * arrives, so a flood of hellos cannot fill any map.
+ *
+ *   challenge = HMAC-SHA256(server_key, struct challenge_input)
+ *
+ * struct challenge_input (40 bytes, all multi-byte fields big-endian):
+ *   label[8]   purpose and version, e.g. "cbzkp v1": domain separation, so
+ *              one program's challenge is never valid for another
+ *   addr       client IPv4 address (network byte order, as on the wire)
+ *   port       client UDP port, or 0 when the challenge is not bound to one
+ *   zero       0
+ *   slot       time slot: bpf_ktime_get_boot_ns() / slot_ns
+ *   extra      program-defined (crypto_ratelimit: the PoW difficulty)
+ *   nonce[16]  program-defined (zkp_filter: the client's hello nonce)
+ *
+ * Time: issuing and checking both happen in this kernel, so the slot uses
+ * the boot clock (monotonic, counts suspend, never stepped by NTP); it is
+ * never compared with wall-clock time. A challenge is accepted for the slot
+ * it was issued in and the next one: it lives between 1 and 2 slot lengths.
+ * The packet carries the slot number; challenge_check() first requires it to
+ * be the current or the previous slot (else CHALLENGE_STALE), then
+ * recomputes the MAC for that slot only and compares it in constant time
+ * (else CHALLENGE_FORGED). That is what "recompute for the current and the
+ * previous slot and compare both" decides, at half the cost.
+ *
+ * Cost: the key's pad states are precomputed (struct cryptbpf_hmac_sha256_key,
+ * stored in a map by a SYSCALL program, see challenge_key_install()), so a
+ * challenge is two SHA-256 compressions (~0.4 us).
+ *
+ *   CHALLENGE_KEY_MAP(server_key);                 // one slot, pad states
+ *   struct challenge_scratch *cs = ...;            // per-CPU map value
+ *   challenge_input_set(&cs->in, label, addr, 0, slot, extra);  // + cs->in.nonce
+ *   challenge_compute(cs, key, out);               // out: 32 bytes
+ *   rc = challenge_check(cs, key, presented, now_slot);   // CHALLENGE_*
+ *
+ * The key map holds key-equivalent material: name it "*key*" so `cryptbpf
+ * map` refuses to dump it.
+ */
+#pragma once
+
+#include "cryptbpf.bpf.h"
+#include "hmac.bpf.h"
+
+#define CHALLENGE_SIZE      32
+#define CHALLENGE_LABEL_LEN 8
+#define CHALLENGE_NONCE_LEN 16
+
+/* challenge_check() results */
+#define CHALLENGE_OK     0
+#define CHALLENGE_STALE  1   /* slot neither the current nor the previous one */
+#define CHALLENGE_FORGED 2   /* MAC does not match (or no key installed) */
+
+struct challenge_input {
+	__u8 label[CHALLENGE_LABEL_LEN];
+	__be32 addr;
+	__be16 port;
+	__u16 zero;
+	__be32 slot;
+	__be32 extra;
+	__u8 nonce[CHALLENGE_NONCE_LEN];
+};
+_Static_assert(sizeof(struct challenge_input) == 40, "challenge_input is a wire format");
+
+/* Per-CPU working memory: HMAC state, the MAC input, the expected MAC. */
+struct challenge_scratch {
+	struct cryptbpf_hmac_sha256_ctx h;
+	struct challenge_input in;
+	__u8 mac[CHALLENGE_SIZE];
+	__u8 presented[CHALLENGE_SIZE];  /* copy of the packet's challenge */
+} __attribute__((aligned(8)));
+
+/* A one-slot array of pad states (slot 0 = the key in use). */
+#define CHALLENGE_KEY_MAP(name)                                               \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                             \
+		__uint(max_entries, 1);                                       \
+		__type(key, __u32);                                           \
+		__type(value, struct challenge_key);                          \
+	} name SEC(".maps")
+
+/* installed = 0 until a key was installed: an all-zero key never verifies
+ * anything, the program answers no hello. */
+struct challenge_key {
+	struct cryptbpf_hmac_sha256_key pads;
+	__u32 installed;
+	__u32 _pad;
+};
+
+/* Time slot of now; slot_ns > 0. Wraps after 2^32 slots (136 years of 1 s). */
+static __always_inline __u32 challenge_slot(__u64 slot_ns)
+{
+	return (__u32)(bpf_ktime_get_boot_ns() / slot_ns);
+}
+
+static __always_inline void challenge_input_set(struct challenge_input *in,
+						const char label[CHALLENGE_LABEL_LEN],
+						__be32 addr, __be16 port,
+						__u32 slot, __u32 extra)
+{
+	__builtin_memcpy(in->label, label, CHALLENGE_LABEL_LEN);
+	in->addr = addr;
+	in->port = port;
+	in->zero = 0;
+	in->slot = bpf_htonl(slot);
+	in->extra = bpf_htonl(extra);
+}
+
+/* The installed key, or NULL when there is none. */
+static __always_inline const struct challenge_key *challenge_key_get(void *key_map)
+{
+	__u32 zero = 0;
+	const struct challenge_key *k = bpf_map_lookup_elem(key_map, &zero);
+
+	return k && k->installed ? k : NULL;
+}
+
+/* MAC of cs->in into out[0..32) (stack or map memory). */
+static __always_inline int challenge_compute(struct challenge_scratch *cs,
+					     const struct challenge_key *key,
+					     __u8 *out)
+{
+	int err;
+
+	hmac_sha256_start(&cs->h, &key->pads);
+	err = hmac_sha256_update(&cs->h, &cs->in, sizeof(cs->in));
+	if (err)
+		return err;
+	return hmac_sha256_final(&cs->h, out);
+}
+
+/* Is cs->presented the challenge for cs->in (whose slot field holds the
+ * packet's slot)? now_slot = challenge_slot(slot_ns). */
+static __always_inline int challenge_check(struct challenge_scratch *cs,
+					   const struct challenge_key *key,
+					   __u32 now_slot)
+{
+	__u32 slot = bpf_ntohl(cs->in.slot);
+
+	if (slot != now_slot && slot + 1 != now_slot)
+		return CHALLENGE_STALE;
+	hmac_sha256_start(&cs->h, &key->pads);
+	if (hmac_sha256_update(&cs->h, &cs->in, sizeof(cs->in)))
+		return CHALLENGE_FORGED;
+	/* constant-time compare of all 32 bytes */
+	return hmac_sha256_verify(&cs->h, cs->presented, CHALLENGE_SIZE) ?
+	       CHALLENGE_OK : CHALLENGE_FORGED;
+}
+
+/* From a SYSCALL program: derive the pad states of raw[0..len) (map memory,
+ * len <= 64 known to the verifier) into *dst; the raw key is not kept.
+ * h is scratch (map memory). Returns 0 or -errno. */
+static __always_inline int challenge_key_install(struct cryptbpf_hmac_sha256_ctx *h,
+						 const void *raw, __u32 len,
+						 struct challenge_key *dst)
+{
+	int err = hmac_sha256_init(h, raw, len);
+
+	if (err)
+		return err;
+	__builtin_memcpy(&dst->pads, &h->key, sizeof(dst->pads));
+	__builtin_memset(&h->key, 0, sizeof(h->key));
+	dst->installed = 1;
+	return 0;
+}

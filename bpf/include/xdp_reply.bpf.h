@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Answer a UDP datagram from XDP: parse a received IPv4/UDP frame, then turn
+ * it into the reply in place and return XDP_TX (kernel side only).
+ *
+ *   struct xdp_udp4 u;
+ *   if (xdp_udp4_parse(ctx, &u))             // 0: consistent IPv4/UDP datagram
+ *       return XDP_PASS;
+ *   ... read the request: bpf_xdp_load_bytes(ctx, u.payload_off, buf, n) ...
+ *   if (xdp_udp4_reply(ctx, &u, reply, sizeof(*reply)))  // reply: map memory
+ *       return XDP_DROP;
+ *   return XDP_TX;
+ *
+ * xdp_udp4_reply() swaps the Ethernet addresses, the IPv4 addresses and the
+ * UDP ports, resizes the frame with bpf_xdp_adjust_tail() so that the UDP
+ * payload is exactly `len` bytes, writes the payload, sets IP total length,
+ * TTL (64) and UDP length, and recomputes the IPv4 header checksum (options
+ * included) and the UDP checksum (pseudo-header, header and payload) in
+ * full. VLAN tags (up to two, 802.1Q/802.1ad) are kept, so the reply leaves
+ * on the VLAN the request came in on.
+ *
+ * Reflection: a spoofed request makes XDP send the reply to the spoofed
+ * address. Callers should not answer with more bytes than they received
+ * (zkp_filter's hello is as long as its challenge) or must bound how many
+ * replies one address can cause (crypto_ratelimit).
+ *
+ * Headers are copied with bpf_xdp_load_bytes()/bpf_xdp_store_bytes() rather
+ * than through packet pointers: offsets vary with VLAN tags and IP options,
+ * and copies keep the verifier's bounds reasoning trivial. Kernel >= 5.18
+ * (bpf_xdp_load_bytes); bpf_xdp_adjust_tail() can grow a frame only into
+ * the driver's tailroom (veth and generic XDP have plenty; some drivers have
+ * little), so replies should be small.
+ */
+#pragma once
+
+#include "cryptbpf.bpf.h"
+
+#ifndef ETH_P_8021Q
+#define ETH_P_8021Q  0x8100
+#define ETH_P_8021AD 0x88A8
+#endif
+#ifndef IPPROTO_UDP_
+#define IPPROTO_UDP_ 17
+#endif
+#ifndef IP_DF_MF_OFF_MASK
+#define IP_DF_MF_OFF_MASK 0x3fff /* MF flag + fragment offset */
+#endif
+
+#ifndef ETH_ALEN
+#define ETH_ALEN 6
+#endif
+
+#define XDP_REPLY_MAX_PAYLOAD 512   /* bpf_csum_diff() takes at most 512 bytes */
+#define XDP_REPLY_TTL 64
+
+struct xdp_udp4 {
+	__u32 l3_off;        /* IPv4 header (14, or 18/22 behind VLAN tags) */
+	__u32 l4_off;        /* UDP header */
+	__u32 payload_off;   /* first payload byte */
+	__u32 payload_len;   /* UDP length - 8 */
+	__u32 ihl;           /* IPv4 header length in bytes, 20..60 */
+	__be32 saddr, daddr; /* network byte order, as on the wire */
+	__be16 sport, dport; /* network byte order */
+};
+
+/* Ethernet header length including up to two VLAN tags, and the inner
+ * ethertype; -1 if the frame is too short. */
+static __always_inline int xdp_l2_len(struct xdp_md *ctx, __be16 *proto)
+{
+	struct ethhdr eth;
+	__be16 inner[2];       /* TCI, encapsulated ethertype */
+	__u32 off = sizeof(eth);
+
+	if (bpf_xdp_load_bytes(ctx, 0, &eth, sizeof(eth)))
+		return -1;
+	*proto = eth.h_proto;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < 2; i++) {
+		if (*proto != bpf_htons(ETH_P_8021Q) && *proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if (bpf_xdp_load_bytes(ctx, off, inner, sizeof(inner)))
+			return -1;
+		*proto = inner[1];
+		off += sizeof(inner);
+	}
+	return off;
+}
+
+/* An unfragmented IPv4/UDP datagram whose IP and UDP lengths agree with each
+ * other and fit in the frame (trailing Ethernet padding allowed). 0 = found,
+ * -1 = anything else (not IPv4/UDP, a fragment, truncated, inconsistent). */
+static __always_inline int xdp_udp4_parse(struct xdp_md *ctx, struct xdp_udp4 *u)
+{
+	__u32 frame_len = ctx->data_end - ctx->data;
+	struct iphdr ip;
+	struct udphdr udp;
+	__be16 proto;
+	__u32 tot_len;
+	int l2 = xdp_l2_len(ctx, &proto);
+
+	if (l2 < 0 || proto != bpf_htons(ETH_P_IP))
+		return -1;
+	u->l3_off = l2;
+	if (bpf_xdp_load_bytes(ctx, u->l3_off, &ip, sizeof(ip)) ||
+	    ip.version != 4 || ip.protocol != IPPROTO_UDP_ ||
+	    (bpf_ntohs(ip.frag_off) & IP_DF_MF_OFF_MASK))
+		return -1;
+	u->ihl = ip.ihl * 4;
+	tot_len = bpf_ntohs(ip.tot_len);
+	if (u->ihl < sizeof(ip) || tot_len < u->ihl + sizeof(udp) ||
+	    u->l3_off + tot_len > frame_len)
+		return -1;
+	u->l4_off = u->l3_off + u->ihl;
+	if (bpf_xdp_load_bytes(ctx, u->l4_off, &udp, sizeof(udp)) ||
+	    bpf_ntohs(udp.len) != tot_len - u->ihl)
+		return -1;
+	u->saddr = ip.saddr;
+	u->daddr = ip.daddr;
+	u->sport = udp.source;
+	u->dport = udp.dest;
+	u->payload_off = u->l4_off + sizeof(udp);
+	u->payload_len = tot_len - u->ihl - sizeof(udp);
+	return 0;
+}
+
+static __always_inline __u16 xdp_csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* Pseudo-header and UDP header, summed together for the UDP checksum. */
+struct xdp_udp4_csum_hdr {
+	__be32 saddr, daddr;
+	__u8 zero, proto;
+	__be16 udp_len;
+	struct udphdr udp;      /* with check = 0 */
+};
+
+/* Turn the request described by u into a reply to its sender whose UDP
+ * payload is payload[0 .. len). payload: map memory (bpf_csum_diff() reads
+ * it), with round_up(len, 4) readable bytes of which those past len are
+ * zero. len: 1..XDP_REPLY_MAX_PAYLOAD, best a compile-time constant.
+ * Returns 0 (return XDP_TX next) or -1 (frame could not be resized: drop). */
+static __always_inline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *u,
+					  const void *payload, __u32 len)
+{
+	__u32 padded = (len + 3) & ~3U;
+	struct xdp_udp4_csum_hdr ph = {};
+	struct ethhdr eth;
+	__u8 mac[ETH_ALEN];
+	__u8 iph[60] = {};         /* IPv4 header with options; zeroed: the verifier
+				    * refuses variable-size helper access to
+				    * uninitialised stack */
+	struct iphdr *ip = (struct iphdr *)iph;
+	__u32 ihl = u->ihl;
+	int delta;
+	__s64 sum;
+
+	if (len == 0 || len > XDP_REPLY_MAX_PAYLOAD || ihl < 20 || ihl > 60)
+		return -1;
+	delta = (int)(u->payload_off + len) - (int)(ctx->data_end - ctx->data);
+	if (delta && bpf_xdp_adjust_tail(ctx, delta))
+		return -1;
+
+	/* Ethernet: back to the sender. */
+	if (bpf_xdp_load_bytes(ctx, 0, &eth, sizeof(eth)))
+		return -1;
+	__builtin_memcpy(mac, eth.h_dest, ETH_ALEN);
+	__builtin_memcpy(eth.h_dest, eth.h_source, ETH_ALEN);
+	__builtin_memcpy(eth.h_source, mac, ETH_ALEN);
+	if (bpf_xdp_store_bytes(ctx, 0, &eth, sizeof(eth)))
+		return -1;
+
+	/* IPv4: swap addresses, new length and TTL, checksum over ihl bytes
+	 * (ihl is a multiple of 4 in 20..60, as bpf_csum_diff() requires). */
+	if (bpf_xdp_load_bytes(ctx, u->l3_off, iph, ihl))
+		return -1;
+	ip->saddr = u->daddr;
+	ip->daddr = u->saddr;
+	ip->tot_len = bpf_htons(ihl + sizeof(struct udphdr) + len);
+	ip->ttl = XDP_REPLY_TTL;
+	ip->check = 0;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)iph, ihl, 0);
+	if (sum < 0)
+		return -1;
+	ip->check = xdp_csum_fold(sum);
+	if (bpf_xdp_store_bytes(ctx, u->l3_off, iph, ihl))
+		return -1;
+
+	/* UDP: swapped ports, length, payload, checksum. */
+	ph.saddr = u->daddr;
+	ph.daddr = u->saddr;
+	ph.proto = IPPROTO_UDP_;
+	ph.udp_len = bpf_htons(sizeof(struct udphdr) + len);
+	ph.udp.source = u->dport;
+	ph.udp.dest = u->sport;
+	ph.udp.len = ph.udp_len;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	if (sum < 0)
+		return -1;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)payload, padded, (__wsum)sum);
+	if (sum < 0)
+		return -1;
+	ph.udp.check = xdp_csum_fold(sum);
+	if (!ph.udp.check)
+		ph.udp.check = 0xffff;  /* 0 means "no checksum" in IPv4 UDP */
+	if (bpf_xdp_store_bytes(ctx, u->l4_off, &ph.udp, sizeof(ph.udp)) ||
+	    bpf_xdp_store_bytes(ctx, u->payload_off, (void *)payload, len))
+		return -1;
+	return 0;
+}
