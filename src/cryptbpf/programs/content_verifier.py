@@ -1,0 +1,223 @@
+"""content-verifier: XDP drops every datagram to the protected UDP port whose
+content does not hash (SHA-256, pure BPF) to the id in its header; an
+optional allowlist of ids narrows what may pass.
+
+The control plane here manages the allowlist of a loaded instance; the
+`cryptbpf cas` commands are its peer (cryptbpf.cas): send a file as
+content-addressed chunks, receive and reassemble it.
+Wire format: bpf/include/content_verifier.h, docs/content_verifier.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import cas
+from ..errors import CryptbpfError
+from ..headers import Layout
+from ..maps import BPF_NOEXIST
+from .base import Hook, ProgramSpec
+
+LAYOUT = Layout("content_verifier")
+NAME = "content-verifier"
+
+
+# ---------------------------------------------------------------- allowlist
+
+def allow(handle, ids: list) -> int:
+    """Add ids to the allowlist (existing entries keep their hit counts);
+    returns how many were new."""
+    m, new = handle.map("allowlist"), 0
+    zero = LAYOUT.pack("struct cas_allow_entry", hits=0)
+    for i in ids:
+        try:
+            m.update(i, zero, BPF_NOEXIST)
+            new += 1
+        except CryptbpfError as e:
+            if getattr(e, "errno", None) != 17:   # EEXIST: already allowed
+                raise
+    return new
+
+
+def deny(handle, ids: Optional[list] = None) -> int:
+    """Remove ids (all of them with None); returns how many were removed."""
+    m = handle.map("allowlist")
+    return sum(m.delete(i) for i in (list(m.keys()) if ids is None else ids))
+
+
+def allowlist(handle) -> dict:
+    """id -> hits."""
+    return {k: LAYOUT.unpack("struct cas_allow_entry", v)["hits"]
+            for k, v in handle.map("allowlist").items()}
+
+
+def set_enforce(handle, on: bool) -> None:
+    handle.map("cas_config").update(0, LAYOUT.pack("struct cas_config", enforce_allowlist=int(on)))
+
+
+def enforced(handle) -> bool:
+    raw = handle.map("cas_config").lookup(0)
+    return bool(LAYOUT.unpack("struct cas_config", raw)["enforce_allowlist"])
+
+
+class ContentVerifier(ProgramSpec):
+    def status(self, handle) -> dict:
+        return {"stats": self.stats(handle),
+                "allowlist": f"{len(allowlist(handle))} id(s), "
+                             f"{'enforced' if enforced(handle) else 'not enforced'}"}
+
+
+# ---------------------------------------------------------------- CLI
+
+app = typer.Typer(no_args_is_help=True, help="Content-addressed transfer (peer of content-verifier) "
+                                             "and the verifier's allowlist.")
+
+
+def _examples(*lines: str) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
+
+
+def _parse_id(text: str) -> bytes:
+    try:
+        b = bytes.fromhex(text)
+    except ValueError:
+        b = b""
+    if len(b) != cas.ID_LEN:
+        raise CryptbpfError(f"{text!r} is not a content id (64 hex digits)")
+    return b
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CryptbpfError(f"{path}: {e.strerror}") from None
+
+
+def _pinned():
+    from ..lifecycle import require_privileges
+    from ..pins import Pinned
+    require_privileges()
+    return Pinned(NAME)
+
+
+@app.command(epilog=_examples("cryptbpf cas send report.pdf 10.0.0.2 7310",
+                              "cryptbpf cas send big.iso 10.0.0.2 7310 --mtu 1400 --linger 10"))
+def send(file: Path, host: str, port: int,
+         mtu: Optional[int] = typer.Option(None, help="Chunk for this MTU (default: the path MTU)."),
+         linger: float = typer.Option(3.0, help="Seconds to wait for the receiver's requests.")):
+    """Send FILE as content-addressed chunks plus a manifest tree; repeat
+    what the receiver asks for. Prints the root id, which names the file."""
+    data = _read(file)
+    r = cas.send_file(data, host, port, mtu, linger)
+    typer.echo(f"root {r.root.hex()}")
+    typer.echo(f"sent {r.size} bytes as {r.chunks} chunks in {r.datagrams} datagrams "
+               f"({r.resent} resent on request)")
+    if not r.confirmed:
+        raise CryptbpfError(f"no confirmation from {host}:{port} within {linger:g}s of the last "
+                            "datagram (is `cryptbpf cas recv` running there?)")
+    typer.echo("receiver confirmed the whole file")
+
+
+@app.command(epilog=_examples("cryptbpf cas recv out.bin",
+                              "cryptbpf cas recv out.bin --port 7310 --expect 3f1c...e9"))
+def recv(out: Path,
+         port: int = typer.Option(cas.DEFAULT_PORT, help="UDP port to receive on (the protected port)."),
+         bind: str = typer.Option("0.0.0.0", help="IPv4 address to bind."),
+         expect: Optional[str] = typer.Option(None, help="Root id the file must have."),
+         timeout: float = typer.Option(10.0, help="Give up after this many seconds without a new chunk.")):
+    """Receive one file: keep only chunks whose content hashes to their id,
+    ask for missing ones, write OUT once the whole tree is there."""
+    root = _parse_id(expect) if expect else None
+    with cas.receive_socket(port, bind) as s:
+        r = cas.Receiver(s, expect=root, timeout=timeout).run()
+    if r.rejected:
+        typer.echo("rejected in userspace: " + ", ".join(f"{k}: {v}" for k, v in r.rejected.items()))
+    if r.data is None:
+        if r.root is None:
+            raise CryptbpfError(f"no root manifest arrived within {timeout:g}s")
+        raise CryptbpfError(f"incomplete after {timeout:g}s without progress: {len(r.missing)} chunk(s) "
+                            f"missing, e.g. {', '.join(m.hex()[:16] for m in r.missing[:4])}")
+    tmp = out.with_name(f".{out.name}.part")
+    tmp.write_bytes(r.data)
+    os.replace(tmp, out)
+    typer.echo(f"root {r.root.hex()}")
+    typer.echo(f"wrote {len(r.data)} bytes to {out} from {r.verified} verified chunks "
+               f"({r.duplicates} duplicates, {r.requests} requests sent)")
+
+
+@app.command(epilog=_examples("cryptbpf cas ids report.pdf", "cryptbpf cas ids report.pdf --mtu 9000"))
+def ids(file: Path, mtu: int = typer.Option(1500, help="MTU the sender will chunk for.")):
+    """Print the root id and every chunk id FILE is sent as."""
+    enc = cas.encode(_read(file), cas.chunk_size_for_mtu(mtu))
+    typer.echo(f"root {enc.root.hex()}")
+    for i in enc.order[1:]:
+        kind = "manifest" if enc.chunks[i].type == cas.MANIFEST_T else "data"
+        typer.echo(f"{kind:<8} {i.hex()}")
+
+
+@app.command("allow", epilog=_examples("sudo cryptbpf cas allow --file report.pdf",
+                                       "sudo cryptbpf cas allow 3f1c...e9 77a0...01"))
+def allow_cmd(ids_: List[str] = typer.Argument(None, metavar="[ID]..."),
+              file: List[Path] = typer.Option([], help="Allow every chunk of this file (repeatable)."),
+              mtu: int = typer.Option(1500, help="MTU the sender chunks FILE for.")):
+    """Add ids to the loaded content-verifier's allowlist."""
+    wanted = [_parse_id(i) for i in ids_ or []]
+    for f in file:
+        wanted += list(cas.encode(_read(f), cas.chunk_size_for_mtu(mtu)).chunks)
+    if not wanted:
+        raise CryptbpfError("nothing to allow: give ids or --file")
+    with _pinned() as h:
+        new = allow(h, wanted)
+        total = len(allowlist(h))
+    typer.echo(f"{new} id(s) added, {total} on the allowlist")
+
+
+@app.command("deny", epilog=_examples("sudo cryptbpf cas deny 3f1c...e9", "sudo cryptbpf cas deny --all"))
+def deny_cmd(ids_: List[str] = typer.Argument(None, metavar="[ID]..."),
+             all_: bool = typer.Option(False, "--all", help="Empty the allowlist.")):
+    """Remove ids from the allowlist."""
+    if not ids_ and not all_:
+        raise CryptbpfError("nothing to remove: give ids or --all")
+    wanted = None if all_ else [_parse_id(i) for i in ids_]
+    with _pinned() as h:
+        n = deny(h, wanted)
+    typer.echo(f"{n} id(s) removed")
+
+
+@app.command("allowlist", epilog=_examples("sudo cryptbpf cas allowlist"))
+def allowlist_cmd():
+    """Show the allowlist (id and verified hits) and whether it is enforced."""
+    with _pinned() as h:
+        entries, on = allowlist(h), enforced(h)
+    typer.echo(f"allowlist {'enforced' if on else 'not enforced'}, {len(entries)} id(s)")
+    for i, hits in sorted(entries.items()):
+        typer.echo(f"{i.hex()} {hits}")
+
+
+@app.command("enforce", epilog=_examples("sudo cryptbpf cas enforce on", "sudo cryptbpf cas enforce off"))
+def enforce_cmd(state: str = typer.Argument(..., metavar="on|off")):
+    """Drop every id not on the allowlist (on), or only forgeries (off)."""
+    if state not in ("on", "off"):
+        raise CryptbpfError(f"enforce takes on or off, not {state!r}")
+    with _pinned() as h:
+        set_enforce(h, state == "on")
+        n = len(allowlist(h))
+    typer.echo(f"allowlist {'enforced' if state == 'on' else 'not enforced'} ({n} id(s))")
+
+
+SPEC = ContentVerifier(
+    name=NAME,
+    object="content_verifier",
+    summary="XDP drops UDP datagrams whose content does not hash to their id (SHA-256)",
+    hooks=[Hook("content_verify", "xdp")],
+    requires=["xdp", "bpf_loop", "xdp_load_bytes"],
+    knobs={"udp_port": f"protected UDP port (default {cas.DEFAULT_PORT})"},
+    header="content_verifier",
+    stats_type="struct content_verifier_stats",
+    commands={"cas": app},
+)
