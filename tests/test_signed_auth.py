@@ -354,3 +354,138 @@ def test_global_budget_bounds_all_keys_together():
         assert c["over_global_budget"] == 1000 - c["verifications"]
     finally:
         o.close()
+
+
+# ---- between two namespaces, real sockets ----
+
+class Peers:
+    """Sockets for a veth pair: rx (B, protected port), rx_plain (B,
+    unprotected port), tx (A, connected to B's protected port)."""
+
+    def __init__(self, pair):
+        self.pair = pair
+        with inside(pair.ns_b):
+            self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.rx.bind((pair.addr_b, PORT))
+            self.rx_plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.rx_plain.bind((pair.addr_b, 5353))
+        for s in (self.rx, self.rx_plain):
+            s.settimeout(3)
+        self.tx = self.socket_a()
+        self.tx.connect((pair.addr_b, PORT))
+
+    def socket_a(self, addr: str | None = None) -> socket.socket:
+        with inside(self.pair.ns_a):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((addr or self.pair.addr_a, 0))
+        return s
+
+    def recv(self) -> bytes:
+        return self.rx.recv(65535)
+
+    def close(self):
+        for s in (self.rx, self.rx_plain, self.tx):
+            s.close()
+
+
+@pytest.fixture
+def peers(veth_pair):
+    for f in SPEC.requires:
+        require_feature(f)
+    p = Peers(veth_pair)
+    yield p
+    p.close()
+    if SPEC.name in [e["program"] for e in lifecycle.status({})]:
+        lifecycle.unload(SPEC.name)
+
+
+def test_between_namespaces_socket_gets_exact_data_and_attacks_never_arrive(peers):
+    pair = peers.pair
+    before = system_snapshot(pair.ns_b, SPEC.name)
+    lifecycle.load(SPEC, pair.dev_b, netns=pair.ns_b, options={"port": [str(PORT)]})
+    with Pinned(SPEC.name) as h:
+        sa.trust(h, ALICE, point(KEYS["alice"]))
+    alice = signing.Signer(KEYS["alice"], ALICE)
+    mallory = signing.Signer(KEYS["mallory"], ALICE)
+    src = peers.tx.getsockname()
+    dst = (pair.addr_b, PORT)
+
+    # 1392 = 1500 (MTU) - 20 (IP) - 8 (UDP) - 80 (trailer): the largest unfragmented
+    for data in (b"", b"hello, B", os.urandom(1000), os.urandom(1392)):
+        alice.send(peers.tx, data)
+        assert peers.recv() == data
+
+    captured = alice.sign(b"pay 10", src, dst)
+    peers.tx.send(captured)
+    assert peers.recv() == b"pay 10"
+    ip("addr", "add", f"{pair.addr_a[:-1]}3/24", "dev", pair.dev_a, netns=pair.ns_a)
+    spoofer = peers.socket_a(f"{pair.addr_a[:-1]}3")
+    attacks = [
+        captured,                                         # replay
+        _flip(alice.sign(b"pay 10", src, dst), 2),        # payload changed
+        mallory.sign(b"pay 10", src, dst),                # wrong key
+        b"unsigned datagram to a protected port",
+        alice.sign(b"pay 10", src, dst)[:-1],             # truncated trailer
+    ]
+    for a in attacks:
+        peers.tx.send(a)
+    alice.send(peers.tx, os.urandom(1393))                # fragmented: refused
+    spoofer.sendto(alice.sign(b"pay 10", src, dst), dst)  # signed for A's address
+    spoofer.close()
+    # datagrams on one veth arrive in order: the next one B's socket gets
+    # is the next valid one, so every attack above was dropped
+    alice.send(peers.tx, b"after the attacks")
+    assert peers.recv() == b"after the attacks"
+
+    with inside(pair.ns_a), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(captured, (pair.addr_b, 5353))           # unprotected port: untouched
+    assert peers.rx_plain.recv(65535) == captured
+
+    with Pinned(SPEC.name) as h:
+        sa.revoke(h, ALICE)
+        alice.send(peers.tx, b"after revocation")
+        sa.trust(h, ALICE, point(KEYS["alice"]))
+        alice.send(peers.tx, b"trusted again")
+        assert peers.recv() == b"trusted again"
+        k = {k["id"]: k for k in sa.keys(h)}[ALICE]
+    assert nonzero(k["counters"]) == {"verified": 7, "verifications": 10, "replayed": 1,
+                                      "bad_signature": 3, "revoked": 1}
+    assert k["last_seen"] != "never"
+    entry = {e["program"]: e for e in lifecycle.status({SPEC.name: SPEC})}[SPEC.name]
+    assert nonzero(entry["stats"]) == {"verified": 7, "verifications": 10, "replayed": 1,
+                                       "bad_signature": 3, "revoked": 1, "no_trailer": 1,
+                                       "short_payload": 1, "fragmented": 1}
+    assert entry["ports"] == str(PORT) and entry[f"key {ALICE}"].startswith("active")
+    lifecycle.unload(SPEC.name)
+    assert system_snapshot(pair.ns_b, SPEC.name) == before
+
+
+def test_budget_holds_under_a_flood_and_legitimate_traffic_gets_through(peers):
+    pair = peers.pair
+    lifecycle.load(SPEC, pair.dev_b, netns=pair.ns_b, knobs={"global_rate": 200, "global_burst": 50},
+                   options={"port": [str(PORT)]})
+    with Pinned(SPEC.name) as h:
+        sa.trust(h, ALICE, point(KEYS["alice"]), rate=20, burst=10)
+        sa.trust(h, BOB, point(KEYS["bob"]), rate=20, burst=10)
+    bob = signing.Signer(KEYS["bob"], BOB)
+    flood, every = 3000, 300
+    seq0 = time.time_ns()
+    t0 = time.monotonic()
+    for i in range(flood):
+        # a well-formed trailer under alice's id with a random signature
+        peers.tx.send(b"flood" + struct.pack(">HBBIQ", 0x5341, 1, 0, ALICE, seq0 + i) + os.urandom(64))
+        if i % every == 0:
+            bob.send(peers.tx, b"legit %d" % i)
+    got = [peers.recv() for _ in range(flood // every)]
+    elapsed = time.monotonic() - t0
+    assert got == [b"legit %d" % i for i in range(0, flood, every)]
+    with Pinned(SPEC.name) as h:
+        ks = {k["id"]: k["counters"] for k in sa.keys(h)}
+        total = SPEC.stats(h)
+    a = ks[ALICE]
+    # alice's bucket: 10 at once, then 20 per second
+    assert 10 <= a["verifications"] <= 10 + 20 * elapsed + 1
+    assert a["bad_signature"] == a["verifications"]
+    assert a["over_key_budget"] == flood - a["verifications"]
+    assert ks[BOB]["verified"] == flood // every
+    assert total["verifications"] <= 50 + 200 * elapsed + 1
