@@ -209,6 +209,17 @@ def keys_install(program: str, key_file: Path = typer.Option(..., help="Key file
     typer.echo(f"{spec.name}: key installed")
 
 
+@keys_app.command("generate", epilog=_examples("cryptbpf keys generate alice.pem   # + alice.pub.pem",
+                                               "cryptbpf keys generate alice.pem --public /tmp/alice.pub.pem"))
+def keys_generate(path: Path = typer.Argument(..., help="Private key file to create (mode 0600)."),
+                  public: Optional[Path] = typer.Option(None, help="Public key file (default: PATH as .pub.pem).")):
+    """New ECDSA P-256 key pair (signed-auth): private key PEM, mode 0600, and public key PEM."""
+    from .signing import generate_keypair
+    pub = public or (path.with_suffix(".pub.pem") if path.suffix == ".pem" else Path(f"{path}.pub.pem"))
+    fp = generate_keypair(path, pub)
+    typer.echo(f"wrote private key {path} (mode 0600) and public key {pub}; fingerprint {fp[:16]}")
+
+
 @app.command(epilog=_examples("sudo cryptbpf demo"))
 def demo():
     """Run real crypto between two network namespaces, then clean up."""
