@@ -489,3 +489,34 @@ def test_budget_holds_under_a_flood_and_legitimate_traffic_gets_through(peers):
     assert a["over_key_budget"] == flood - a["verifications"]
     assert ks[BOB]["verified"] == flood // every
     assert total["verifications"] <= 50 + 200 * elapsed + 1
+
+
+def test_cli_generate_trust_send_status_revoke(peers, tmp_path):
+    import sys
+    pair = peers.pair
+    priv, pub = tmp_path / "alice.pem", tmp_path / "alice.pub.pem"
+    out = run_cli("keys", "generate", str(priv), check=True).stdout
+    assert (priv.stat().st_mode & 0o777, pub.exists()) == (0o600, True)
+    assert "fingerprint" in out and "PRIVATE" not in out
+    assert run_cli("keys", "generate", str(priv)).returncode == 1      # never overwritten
+    run_cli("load", SPEC.name, pair.dev_b, "--netns", pair.ns_b, "--port", str(PORT), check=True)
+    bad = run_cli("signed-auth", "trust", str(priv.parent / "missing.pem"), "--id", "7")
+    assert bad.returncode == 1 and bad.stderr.startswith("cryptbpf: ") and "Traceback" not in bad.stderr
+    run_cli("signed-auth", "trust", str(pub), "--id", "7", check=True)
+
+    def send(text: str):
+        r = subprocess.run(["ip", "netns", "exec", pair.ns_a, sys.executable, "-m", "cryptbpf.cli",
+                            "sign", "send", "--key", str(priv), "--id", "7", pair.addr_b, str(PORT), "-"],
+                           input=text.encode(), capture_output=True)
+        assert r.returncode == 0, r.stderr
+    send("hello from the cli")
+    assert peers.recv() == b"hello from the cli"
+    status = run_cli("status", check=True).stdout
+    assert "key 7: active" in status and "verified 1 " in status and "ports: 4242" in status
+    assert priv.read_text().splitlines()[1] not in status               # no key material
+    run_cli("signed-auth", "revoke", "--id", "7", check=True)
+    send("after revocation")
+    import json
+    keys = json.loads(run_cli("signed-auth", "keys", "--json", check=True).stdout)
+    assert [(k["id"], k["state"], k["counters"]["revoked"]) for k in keys] == [(7, "revoked", 1)]
+    run_cli("unload", SPEC.name, check=True)
