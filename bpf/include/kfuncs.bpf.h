@@ -26,6 +26,10 @@ extern int bpf_crypto_decrypt(struct bpf_crypto_ctx *ctx,
 			      const struct bpf_dynptr *dst,
 			      const struct bpf_dynptr *siv__nullable) __ksym __weak;
 
+/* ---- the kernel's sk_buff behind a TC context (6.3+), read-only: used to
+ * see CHECKSUM_PARTIAL (ip_summed, csum_start, csum_offset) ---- */
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym __weak;
+
 /* ---- dynptrs over packets (6.4+) ---- */
 extern int bpf_dynptr_from_skb(struct __sk_buff *skb, u64 flags,
 			       struct bpf_dynptr *ptr__uninit) __ksym __weak;
