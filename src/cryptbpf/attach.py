@@ -3,6 +3,7 @@ is enough to undo it later, from another process (see `lifecycle`)."""
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import asdict, dataclass
 
@@ -41,6 +42,19 @@ class XdpAttachment:
 
     def to_dict(self):
         return {"kind": "xdp", **asdict(self)}
+
+
+@dataclass
+class LinkAttachment:
+    """A BPF link made by bpf_program__attach() (the attach point is the
+    program's SEC(), e.g. tp_btf/...), pinned so it outlives the process;
+    removing the pin detaches it."""
+    program: str
+    section: str
+    pin: str
+
+    def to_dict(self):
+        return {"kind": "link", **asdict(self)}
 
 
 def _hook(idx: int, point: str):
@@ -120,7 +134,36 @@ def xdp_detach(att: XdpAttachment) -> None:
         check_int(rc, f"detach XDP on ifindex {att.ifindex}")
 
 
+def link_attach(prog, pin: str) -> LinkAttachment:
+    """Attach `prog` (a Program of a loaded BpfObject) where its SEC() says
+    and pin the link at `pin`. The link fd is closed afterwards: for BPF
+    links (tracing, raw_tp, perf-event links) that leaves the pinned link
+    attached; a legacy attachment that is not a BPF link cannot be pinned,
+    and is detached again."""
+    if prog._handle is None:
+        raise BpfError(f"attach {prog.name}", 22, "needs the loaded object, not a pin")
+    link = lib.bpf_program__attach(prog._handle)
+    if link == ffi.NULL:
+        raise BpfError(f"attach {prog.name} ({prog.section})", ffi.errno or 22)
+    try:
+        os.makedirs(os.path.dirname(pin), exist_ok=True)
+        check_int(lib.bpf_link__pin(link, pin.encode()), f"pin link of {prog.name} at {pin}")
+    finally:
+        lib.bpf_link__destroy(link)
+    return LinkAttachment(prog.name, prog.section, pin)
+
+
+def link_detach(att: LinkAttachment) -> None:
+    """Unpinning drops the last reference: the kernel detaches the link."""
+    try:
+        os.unlink(att.pin)
+    except FileNotFoundError:
+        pass
+
+
 def from_dict(d: dict):
     d = dict(d)
     kind = d.pop("kind")
+    if kind == "link":
+        return LinkAttachment(**d)
     return TcAttachment(**d) if kind == "tc" else XdpAttachment(**d)

@@ -74,10 +74,12 @@ def _parse_options(args: List[str]) -> dict[str, list[str]]:
 
 
 @app.command(epilog=_examples("sudo cryptbpf load aes-roundtrip eth0 --key-file aes.key",
-                              "sudo cryptbpf load aes-roundtrip veth0 --netns blue --set udp_port=5000"),
+                              "sudo cryptbpf load aes-roundtrip veth0 --netns blue --set udp_port=5000",
+                              "sudo cryptbpf load encrypted-logger --key-file log.key"),
              context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def load(ctx: typer.Context, program: str = typer.Argument(..., help="Program name (see `cryptbpf programs`)."),
-         device: str = typer.Argument(..., help="Network interface to attach to."),
+         device: Optional[str] = typer.Argument(None, help="Network interface to attach to "
+                                                 "(none for programs that hook the kernel, e.g. encrypted-logger)."),
          key_file: Optional[Path] = typer.Option(None, help="Key file (mode 0600)."),
          set_: List[str] = typer.Option([], "--set", help="Setting NAME=VALUE (repeatable)."),
          xdp_mode: str = typer.Option("auto", help="XDP mode: auto, skb, drv, hw."),
@@ -91,6 +93,7 @@ def load(ctx: typer.Context, program: str = typer.Argument(..., help="Program na
                            _parse_options(ctx.args))
     dkey = lifecycle.device_key(device, netns)
     hooks = ", ".join(a["kind"] + (" " + a["point"] if a["kind"] == "tc" else "")
+                      + (" " + a["section"] if a["kind"] == "link" else "")
                       for a in state["devices"][dkey]["hooks"])
     typer.echo(f"{spec.name}: attached to {dkey} ({hooks}); pinned under "
                f"/sys/fs/bpf/cryptbpf/{spec.name}")

@@ -26,20 +26,44 @@ def check_runnable(spec: ProgramSpec) -> None:
                             f"missing {kernel.describe(missing)}")
 
 
-def device_key(device: str, netns: str | None) -> str:
+# Load-record key of programs that attach to the kernel, not to a device
+# (every hook is a "link": tracepoints, LSM, ...).
+DEVICELESS_KEY = "kernel"
+
+
+def device_less(spec: ProgramSpec) -> bool:
+    return bool(spec.hooks) and all(h.point == "link" for h in spec.hooks)
+
+
+def device_key(device: str | None, netns: str | None) -> str:
+    if device is None:
+        return DEVICELESS_KEY
     return f"{netns}/{device}" if netns else device
 
 
-def load(spec: ProgramSpec, device: str, knobs: dict[str, int] | None = None,
+def _check_device(spec: ProgramSpec, device: str | None, netns: str | None) -> None:
+    if device_less(spec):
+        if device is not None or netns:
+            raise CryptbpfError(f"{spec.name} attaches to the kernel, not to a device: "
+                                f"load it without DEVICE/--netns")
+    elif device is None:
+        raise CryptbpfError(f"{spec.name} attaches to a network device: give DEVICE")
+    elif any(h.point == "link" for h in spec.hooks):
+        raise CryptbpfError(f"{spec.name} mixes device and device-less hooks: not supported")
+
+
+def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = None,
          key: bytes | None = None, xdp_mode: str = "auto",
          netns: str | None = None,
          options: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """Attach `spec`'s programs to `device` (in `netns`), pin everything and
+    """Attach `spec`'s programs to `device` (in `netns`), or where their
+    SEC() says when every hook is a "link" (device None), pin everything and
     record it. The first load creates the instance (knobs, key); later loads
     attach the same pinned instance to more devices. On failure, whatever
     this call did is undone."""
     require_privileges()
     check_runnable(spec)
+    _check_device(spec, device, netns)
     dkey = device_key(device, netns)
     state = pins.read_state(spec.name)
     if dkey in state["devices"]:
@@ -57,11 +81,17 @@ def load(spec: ProgramSpec, device: str, knobs: dict[str, int] | None = None,
     prepared: dict[str, Any] | None = None
     try:
         with _instance(spec, fresh, knobs, key, options) as handle:
-            with netns_mod.inside(netns):
-                idx = attach.ifindex(device)
-                prepared = spec.prepare_device(idx, device, options)
+            if device is None:  # device-less: always a fresh load (one key)
+                links = pins.pin_dir(spec.name) / "links"
                 for hook in spec.hooks:
-                    done.append(_attach_hook(handle.program(hook.program), hook, idx, xdp_mode))
+                    done.append(attach.link_attach(handle.program(hook.program),
+                                                   str(links / hook.program)))
+            else:
+                with netns_mod.inside(netns):
+                    idx = attach.ifindex(device)
+                    prepared = spec.prepare_device(idx, device, options)
+                    for hook in spec.hooks:
+                        done.append(_attach_hook(handle.program(hook.program), hook, idx, xdp_mode))
         if fresh:
             state = {"program": spec.name, "object": str(bpf_object(spec.object)),
                      "loaded_at": pins.now(), "knobs": knobs or {}, "devices": {}}
@@ -116,6 +146,8 @@ def _undo(attachments: list) -> None:
             attach.tc_detach(a)
             if a.created_clsact:
                 clsact_created.add(a.ifindex)
+        elif isinstance(a, attach.LinkAttachment):
+            attach.link_detach(a)
         else:
             attach.xdp_detach(a)
     for idx in clsact_created:
@@ -176,5 +208,7 @@ def status(specs: dict[str, ProgramSpec]) -> list[dict[str, Any]]:
 def _describe(a: dict) -> str:
     if a["kind"] == "tc":
         return f"tc {a['point']} (handle {a['handle']:#x}, prio {a['priority']})"
+    if a["kind"] == "link":
+        return f"link {a['section']} ({a['program']}, pinned at {a['pin']})"
     return f"xdp ({a['mode']}, prog id {a['prog_id']})"
 

@@ -17,7 +17,8 @@ from ..headers import Layout
 @dataclass(frozen=True)
 class Hook:
     program: str   # BPF program name in the object
-    point: str     # "tc-ingress" | "tc-egress" | "xdp"
+    point: str     # "tc-ingress" | "tc-egress" | "xdp" | "link" (where the
+                   # program's SEC() says, e.g. a tracepoint; takes no device)
 
 
 @dataclass
