@@ -68,6 +68,7 @@ enum cv_verdict {
 	CV_NOT_ALLOWED,
 	CV_FRAGMENT,
 	CV_MALFORMED,
+	CV_UNPARSED,
 	CV_ERROR,
 };
 
@@ -76,6 +77,12 @@ enum cv_verdict {
 #define IP_OFFSET_     0x1fff
 #define ETH_P_8021Q_   0x8100
 #define ETH_P_8021AD_  0x88A8
+#define IP6_OFFSET_    0xfff8
+#define NEXTHDR_HOP_       0
+#define NEXTHDR_ROUTING_  43
+#define NEXTHDR_FRAGMENT_ 44
+#define NEXTHDR_AUTH_     51
+#define NEXTHDR_DEST_     60
 
 struct cv_loc {
 	__u32 payload_off;   /* first byte after the UDP header */
@@ -105,50 +112,121 @@ static __always_inline __be16 cv_ethertype(struct xdp_md *xdp, __u32 *off)
 	return proto;
 }
 
-/* Find the UDP payload of a datagram to the protected port, with IP and UDP
- * lengths that agree with each other and with the frame. Only IPv4 is
- * inspected (see docs/content_verifier.md). Headers are copied with
- * bpf_xdp_load_bytes(), so IP options (variable offsets) need no packet
- * pointer gymnastics. */
-static __always_inline int cv_locate(struct xdp_md *xdp, struct cv_loc *loc)
-{
-	__u32 off, ihl, frame_len = bpf_xdp_get_buff_len(xdp);
-	__u16 frag, tot_len, udp_len;
-	struct udphdr udp;
-	struct iphdr ip;
+/* Where an IP datagram's UDP header is, and where the datagram ends
+ * according to its IP header (frame offsets). */
+struct cv_l3 {
+	__u32 l4_off;
+	__u32 l3_end;
+	bool first_frag;   /* first fragment of a fragmented datagram */
+};
 
-	if (cv_ethertype(xdp, &off) != bpf_htons(ETH_P_IP))
-		return CV_NOT_OURS;
-	/* An IPv4 frame too short for its headers can never be delivered (the
-	 * IP layer discards it): drop it here already, so no truncation of a
-	 * datagram to the port is ever passed on. */
+/* IPv4: any frame too short for its IPv4 header (or, for UDP, its UDP
+ * header) can never be delivered -- the IP layer discards it -- so it is
+ * dropped here already: no truncation of a datagram to the port passes. */
+static __always_inline int cv_ipv4(struct xdp_md *xdp, __u32 off, struct cv_l3 *l3)
+{
+	struct iphdr ip;
+	__u16 frag;
+
 	if (bpf_xdp_load_bytes(xdp, off, &ip, sizeof(ip)) || ip.version != 4 || ip.ihl < 5)
 		return CV_MALFORMED;
 	if (ip.protocol != IPPROTO_UDP_)
 		return CV_NOT_OURS;
 	frag = bpf_ntohs(ip.frag_off);
 	/* Later fragments carry no UDP header, so no port: let them by. The
-	 * first fragment of a datagram to the port is dropped below, so such a
+	 * first fragment of a datagram to the port is dropped, so such a
 	 * datagram is never reassembled. */
 	if (frag & IP_OFFSET_)
 		return CV_NOT_OURS;
-	ihl = ip.ihl * 4;
-	if (bpf_xdp_load_bytes(xdp, off + ihl, &udp, sizeof(udp)))
+	l3->first_frag = frag & IP_MF_;
+	l3->l4_off = off + ip.ihl * 4;
+	l3->l3_end = off + bpf_ntohs(ip.tot_len);
+	return CV_PASS;
+}
+
+/* IPv6: walk up to CV_IPV6_MAX_EXT extension headers to the UDP header.
+ * A longer chain hides the port, so it is dropped (counted as unparsed)
+ * rather than let through unverified. */
+static __always_inline int cv_ipv6(struct xdp_md *xdp, __u32 off, struct cv_l3 *l3)
+{
+	struct ipv6hdr ip6;
+	struct frag_hdr fh;
+	struct ipv6_opt_hdr opt;
+	__u32 hoff = off + sizeof(ip6);
+	__u8 next;
+
+	if (bpf_xdp_load_bytes(xdp, off, &ip6, sizeof(ip6)) || ip6.version != 6)
+		return CV_MALFORMED;
+	next = ip6.nexthdr;
+	l3->first_frag = false;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < CV_IPV6_MAX_EXT; i++) {
+		if (next == IPPROTO_UDP_)
+			break;
+		if (next == NEXTHDR_FRAGMENT_) {
+			if (bpf_xdp_load_bytes(xdp, hoff, &fh, sizeof(fh)))
+				return CV_MALFORMED;
+			if (bpf_ntohs(fh.frag_off) & IP6_OFFSET_)
+				return CV_NOT_OURS;        /* later fragment, as for IPv4 */
+			l3->first_frag = true;   /* (an atomic fragment, M=0, too: no reason to send one) */
+			next = fh.nexthdr;
+			hoff += sizeof(fh);
+		} else if (next == NEXTHDR_HOP_ || next == NEXTHDR_ROUTING_ ||
+			   next == NEXTHDR_DEST_ || next == NEXTHDR_AUTH_) {
+			if (bpf_xdp_load_bytes(xdp, hoff, &opt, sizeof(opt)))
+				return CV_MALFORMED;
+			if (next == NEXTHDR_AUTH_)   /* AH counts 4-octet units, minus 2 */
+				hoff += (opt.hdrlen + 2) * 4;
+			else                         /* the others 8-octet units, minus 1 */
+				hoff += (opt.hdrlen + 1) * 8;
+			next = opt.nexthdr;
+		} else {
+			return CV_NOT_OURS;        /* TCP, ICMPv6, ESP, ... */
+		}
+	}
+	if (next != IPPROTO_UDP_)
+		return CV_UNPARSED;
+	l3->l4_off = hoff;
+	l3->l3_end = off + sizeof(ip6) + bpf_ntohs(ip6.payload_len);
+	return CV_PASS;
+}
+
+/* Find the UDP payload of a datagram to the protected port, with IP and UDP
+ * lengths that agree with each other and with the frame. Headers are copied
+ * with bpf_xdp_load_bytes(), so variable offsets (IP options, extension
+ * headers) need no packet-pointer gymnastics. */
+static __always_inline int cv_locate(struct xdp_md *xdp, struct cv_loc *loc)
+{
+	__u32 off, frame_len = bpf_xdp_get_buff_len(xdp);
+	struct cv_l3 l3 = {};
+	struct udphdr udp;
+	__be16 proto;
+	int r;
+
+	proto = cv_ethertype(xdp, &off);
+	if (proto == bpf_htons(ETH_P_IP))
+		r = cv_ipv4(xdp, off, &l3);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		r = cv_ipv6(xdp, off, &l3);
+	else
+		return CV_NOT_OURS;
+	if (r != CV_PASS)
+		return r;
+	if (bpf_xdp_load_bytes(xdp, l3.l4_off, &udp, sizeof(udp)))
 		return CV_MALFORMED;
 	if (udp.dest != bpf_htons(udp_port))
 		return CV_NOT_OURS;
-	if (frag & IP_MF_)
+	if (l3.first_frag)
 		return CV_FRAGMENT;
-	tot_len = bpf_ntohs(ip.tot_len);
-	udp_len = bpf_ntohs(udp.len);
 	/* The frame may be longer (Ethernet padding), never shorter. UDP length
 	 * must cover the IP payload exactly: the stack would trim extra bytes,
-	 * and what is hashed must be exactly what the socket receives. */
-	if (tot_len < ihl + sizeof(udp) || off + tot_len > frame_len ||
-	    udp_len != tot_len - ihl)
+	 * and what is hashed must be exactly what the socket receives. (The
+	 * u32 offsets are < 2^17, so the sums cannot wrap.) */
+	if (l3.l3_end > frame_len || l3.l3_end < l3.l4_off + sizeof(udp) ||
+	    bpf_ntohs(udp.len) != l3.l3_end - l3.l4_off)
 		return CV_BAD_LENGTH;
-	loc->payload_off = off + ihl + sizeof(udp);
-	loc->payload_len = udp_len - sizeof(udp);
+	loc->payload_off = l3.l4_off + sizeof(udp);
+	loc->payload_len = bpf_ntohs(udp.len) - sizeof(udp);
 	return CV_PASS;
 }
 
@@ -219,6 +297,7 @@ static __always_inline int cv_count(int verdict, __u32 content_len)
 	case CV_NOT_ALLOWED: st->not_allowed++; break;
 	case CV_FRAGMENT:    st->fragment++;    break;
 	case CV_MALFORMED:   st->malformed++;   break;
+	case CV_UNPARSED:    st->unparsed++;    break;
 	default:             st->errors++;      break;
 	}
 	return XDP_DROP;

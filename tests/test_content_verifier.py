@@ -17,7 +17,9 @@ import time
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
+from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+                                IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
+from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 
 from cryptbpf import attach, cas, lifecycle
@@ -31,10 +33,10 @@ from conftest import TEST_OBJ_DIR, require_feature, run_cli
 
 XDP_DROP, XDP_PASS = 1, 2
 PORT = cas.DEFAULT_PORT
-CHUNK = cas.chunk_size_for_mtu(1500)   # 1432 content bytes per datagram
+CHUNK = cas.chunk_size_for_mtu(1500)   # 1412 content bytes per datagram
 SIZES = [0, 1, 55, 56, 63, 64, 65, 119, 120, 512, 1400, CHUNK]
 REASONS = ["mismatch", "bad_length", "truncated", "bad_header", "not_allowed",
-           "fragment", "malformed", "errors"]
+           "fragment", "malformed", "unparsed", "errors"]
 
 
 def requires():
@@ -260,10 +262,62 @@ def test_other_traffic_untouched(prog):
     eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
     for f in (frame(forged, dport=PORT + 1),
               bytes(eth / IP(dst="10.1.0.2") / TCP(dport=PORT) / forged),
-              bytes(eth / IPv6(dst="fd00::2") / UDP(dport=PORT) / forged),
+              bytes(eth / IPv6(dst="fd00::2") / UDP(dport=PORT + 1) / forged),
+              bytes(eth / IPv6(dst="fd00::2") / TCP(dport=PORT) / forged),
               bytes(eth / ARP(pdst="10.1.0.2"))):
         assert verdict(prog, f) == XDP_PASS
     assert not any(stats(prog.obj).values())
+
+
+def frame6(payload: bytes, ext=(), dport: int = PORT, **ip6) -> bytes:
+    pkt = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / IPv6(src="fd00::1", dst="fd00::2", **ip6)
+    for e in ext:
+        pkt = pkt / e
+    return bytes(pkt / UDP(sport=40000, dport=dport) / payload)
+
+
+def ah():   # 24 bytes: payloadlen counts 4-octet units minus 2
+    return AH(nh=17, payloadlen=4, spi=1, seq=1, icv=bytes(12))
+
+
+EXT_CHAINS = {
+    "none": [],
+    "hop-by-hop": [IPv6ExtHdrHopByHop()],
+    "hop+routing+dest": [IPv6ExtHdrHopByHop(), IPv6ExtHdrRouting(), IPv6ExtHdrDestOpt()],
+    "dest+ah": [IPv6ExtHdrDestOpt(), ah()],
+    "six (the limit)": [IPv6ExtHdrHopByHop()] + [IPv6ExtHdrDestOpt() for _ in range(5)],
+}
+
+
+@pytest.mark.parametrize("chain", list(EXT_CHAINS), ids=list(EXT_CHAINS))
+def test_ipv6_datagrams_are_verified_behind_extension_headers(prog, chain):
+    content = os.urandom(300)
+    ext = EXT_CHAINS[chain]
+    assert verdict(prog, frame6(hdr(content) + content, ext)) == XDP_PASS
+    assert verdict(prog, frame6(hdr(content) + content[::-1], ext)) == XDP_DROP
+    assert verdict(prog, frame6(hdr(content, length=299) + content, ext)) == XDP_DROP
+    st = stats(prog.obj)
+    assert (st["passed"], st["mismatch"], st["bad_length"], drops(st)) == (1, 1, 1, 2)
+
+
+def test_ipv6_fragments_lengths_and_long_chains(prog):
+    content = os.urandom(100)
+    payload = hdr(content) + content
+    assert verdict(prog, frame6(payload, [IPv6ExtHdrFragment(m=1, offset=0, id=7)])) == XDP_DROP
+    assert verdict(prog, frame6(payload, [IPv6ExtHdrFragment(m=0, offset=0, id=7)])) == XDP_DROP
+    assert verdict(prog, frame6(payload, [IPv6ExtHdrFragment(m=0, offset=4, id=7)])) == XDP_PASS  # no port in it
+    seven = [IPv6ExtHdrDestOpt() for _ in range(7)]
+    assert verdict(prog, frame6(payload, seven)) == XDP_DROP
+    assert verdict(prog, frame6(payload, plen=8 + len(payload) + 1) + b"\0") == XDP_DROP   # UDP shorter than IP payload
+    assert verdict(prog, frame6(payload, plen=8 + len(payload) + 1)) == XDP_DROP           # beyond the frame
+    full = frame6(payload, [IPv6ExtHdrHopByHop()])
+    for k in range(14, len(full)):
+        assert verdict(prog, full[:k]) == XDP_DROP, k
+    st = stats(prog.obj)
+    cut = len(full) - 14
+    assert (st["fragment"], st["unparsed"], st["bad_length"] - cut + st["malformed"]) == (2, 1, 2)
+    assert st["malformed"] == 40 + 8 + 8   # cut inside the IPv6, hop-by-hop or UDP header
+    assert st["passed"] == 0
 
 
 def test_port_knob(load_object):
@@ -289,14 +343,15 @@ def loaded(veth_pair):
         lifecycle.unload(SPEC.name)
 
 
-def transfer(pair, data: bytes, expect=None, timeout: float = 4.0):
+def transfer(pair, data: bytes, expect=None, timeout: float = 4.0, addr_b=None):
     """cas.Sender in A -> cas.Receiver in B over real sockets."""
+    addr_b = addr_b or pair.addr_b
     with inside(pair.ns_b):
-        rx = cas.receive_socket(PORT, pair.addr_b)
+        rx = cas.receive_socket(PORT, addr_b)
     with inside(pair.ns_a):
-        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx = socket.socket(rx.family, socket.SOCK_DGRAM)
     with rx, tx:
-        tx.connect((pair.addr_b, PORT))
+        tx.connect((addr_b, PORT))
         enc = cas.encode(data, cas.chunk_size_for_mtu(cas.path_mtu(tx)))
         receiver = cas.Receiver(rx, expect=expect, idle=0.2, timeout=timeout)
         t = threading.Thread(target=receiver.run)
@@ -322,6 +377,39 @@ def test_honest_transfers_are_byte_exact(loaded):
     assert st["passed"] == datagrams and drops(st) == 0
     # every datagram sent once unless the receiver had to ask (UDP loss)
     assert st["bytes_verified"] == content_bytes if not resent else st["bytes_verified"] > content_bytes
+
+
+def test_ipv6_transfer_and_forgery(loaded):
+    """Over IPv6 too: an honest file arrives byte-exact; a forged datagram
+    behind a destination-options header never reaches the socket."""
+    pair, h = loaded
+    a6, b6 = "fd00:cb::1", "fd00:cb::2"
+    ip("addr", "add", f"{a6}/64", "dev", pair.dev_a, "nodad", netns=pair.ns_a)
+    ip("addr", "add", f"{b6}/64", "dev", pair.dev_b, "nodad", netns=pair.ns_b)
+    data = os.urandom(CHUNK * 4 + 3)
+    _, sent, got = transfer(pair, data, addr_b=b6)
+    assert got.data == data and got.rejected == {} and sent.confirmed
+
+    content = os.urandom(200)
+    eth = Ether(src=_mac(pair.dev_a, pair.ns_a), dst=_mac(pair.dev_b, pair.ns_b))
+    forged = bytes(eth / IPv6(src=a6, dst=b6) / IPv6ExtHdrDestOpt() /
+                   UDP(sport=40000, dport=PORT) / (hdr(content) + content[::-1]))
+    genuine = hdr(content) + content
+    sentinel = bytes(eth / IPv6(src=a6, dst=b6) / UDP(sport=40000, dport=PORT) / genuine)
+    before = SPEC.stats(h)
+    with inside(pair.ns_b):
+        rx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        rx.bind((b6, PORT))
+        rx.settimeout(2)
+    with inside(pair.ns_a):
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+        raw.bind((pair.dev_a, 0))
+    with rx, raw:
+        raw.send(forged)
+        raw.send(sentinel)
+        assert rx.recv(65535) == genuine
+    st = SPEC.stats(h)
+    assert st["mismatch"] - before["mismatch"] == 1 and st["passed"] - before["passed"] == 1
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 /* Shared (BPF + Python): content_verifier's wire format, map values and
  * statistics.
  *
- * Wire format: one IPv4/UDP datagram per chunk, to the protected port, whose
- * payload is
+ * Wire format: one UDP datagram (IPv4 or IPv6) per chunk, to the protected
+ * port, whose payload is
  *     struct cas_hdr (40 bytes) || content[length]
  * with every multi-byte field big-endian (network order) and
  * id = SHA-256(content). The XDP program drops the datagram unless the
@@ -76,6 +76,10 @@ struct cas_allow_entry {
 	__u64 hits;        /* verified datagrams carrying this id */
 };
 
+/* IPv6 extension headers (hop-by-hop, routing, fragment, destination
+ * options, AH) walked to find the UDP header; a longer chain is dropped. */
+#define CV_IPV6_MAX_EXT 6
+
 /* Per-CPU statistics (map `stats`): one counter per verdict. */
 struct content_verifier_stats {
 	__u64 passed;          /* verified: content hashes to its id */
@@ -84,8 +88,9 @@ struct content_verifier_stats {
 	__u64 truncated;       /* dropped: UDP payload shorter than struct cas_hdr */
 	__u64 bad_header;      /* dropped: magic, version, type, flags or reserved wrong */
 	__u64 not_allowed;     /* dropped: allowlist enforced and id not on it */
-	__u64 fragment;        /* dropped: IPv4 fragment of a datagram to the port */
-	__u64 malformed;       /* dropped: IPv4 frame cut before the end of its UDP header */
+	__u64 fragment;        /* dropped: first fragment of a datagram to the port */
+	__u64 malformed;       /* dropped: IP frame cut before the end of its UDP header */
+	__u64 unparsed;        /* dropped: IPv6 extension header chain too long to see the port */
 	__u64 errors;          /* dropped: a helper failed */
 	__u64 bytes_verified;  /* content bytes of passed datagrams */
 };

@@ -33,11 +33,16 @@ LAYOUT = Layout("content_verifier")
 C = LAYOUT.const
 ID_LEN = C("CAS_ID_LEN")
 DEFAULT_PORT = C("CAS_DEFAULT_PORT")
-IPV4_UDP_OVERHEAD = 20 + 8          # IPv4 header without options + UDP header
-MAX_LEVEL = 8                       # deeper trees than this are refused (44^9 chunks)
+# Chunks are sized for IPv6 (40-byte header, no extension headers) + UDP
+# whatever the family, so a file's ids depend only on the MTU (20 bytes per
+# datagram fewer over IPv4, in exchange for one allowlist per file and MTU).
+UDP_OVERHEAD = 40 + 8
+MAX_LEVEL = 8                       # deeper trees than this are refused (43^9 chunks at MTU 1500)
+MAX_WANT = 32                       # ids per request: fits the IPv6 minimum MTU (1280)
 
-# Linux socket options the socket module does not name
-IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU = 10, 2, 14
+# Linux socket options the socket module does not name: (level, MTU_DISCOVER, PMTUDISC_DO, MTU)
+_PMTU = {socket.AF_INET: (socket.IPPROTO_IP, 10, 2, 14),
+         socket.AF_INET6: (socket.IPPROTO_IPV6, 23, 2, 24)}
 
 
 class WireStruct:
@@ -86,12 +91,13 @@ def content_id(content: bytes) -> bytes:
 
 
 def chunk_size_for_mtu(mtu: int) -> int:
-    """Content bytes per datagram so that no datagram exceeds `mtu`."""
-    size = mtu - IPV4_UDP_OVERHEAD - HDR.size
-    if size < MANIFEST.size + 2 * ID_LEN:
+    """Content bytes per datagram so that no datagram exceeds `mtu` (IPv4
+    or IPv6)."""
+    overhead = UDP_OVERHEAD + HDR.size
+    if mtu < overhead + MANIFEST.size + 2 * ID_LEN:
         raise CryptbpfError(f"MTU {mtu} is too small for content-addressed chunks "
-                            f"(needs >= {IPV4_UDP_OVERHEAD + HDR.size + MANIFEST.size + 2 * ID_LEN})")
-    return min(size, 0xFFFF)
+                            f"(needs >= {overhead + MANIFEST.size + 2 * ID_LEN})")
+    return min(mtu, 0xFFFF) - overhead
 
 
 def fanout(chunk_size: int) -> int:
@@ -301,10 +307,12 @@ class Tree:
 # ---------------------------------------------------------------- sockets
 
 def path_mtu(sock: socket.socket) -> int:
-    """The path MTU of a connected UDP socket (IP_MTU), with DF set so the
-    kernel never fragments what we send (the verifier drops fragments)."""
-    sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
-    return sock.getsockopt(socket.IPPROTO_IP, IP_MTU)
+    """The path MTU of a connected UDP socket (IP_MTU / IPV6_MTU), with
+    fragmentation forbidden so the kernel never fragments what we send (the
+    verifier drops fragments)."""
+    level, discover, do, mtu = _PMTU[sock.family]
+    sock.setsockopt(level, discover, do)
+    return sock.getsockopt(level, mtu)
 
 
 @dataclass
@@ -372,9 +380,14 @@ def send_file(data: bytes, host: str, port: int, mtu: Optional[int] = None,
               linger: float = 3.0) -> SendReport:
     """Send `data` to a `cas recv` at host:port; chunks sized to the path
     MTU unless `mtu` is given (it must not exceed the path MTU)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, port))
-        chunk = chunk_size_for_mtu(min(mtu, path_mtu(s)) if mtu else path_mtu(s))
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    except socket.gaierror as e:
+        raise CryptbpfError(f"{host}: {e.strerror}") from None
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect(addr)
+        pmtu = path_mtu(s)
+        chunk = chunk_size_for_mtu(min(mtu, pmtu) if mtu else pmtu)
         return Sender(s, encode(data, chunk), linger).run()
 
 
@@ -399,7 +412,7 @@ class Receiver:
                  idle: float = 0.3, timeout: float = 10.0, max_want: Optional[int] = None):
         self.sock, self.expect, self.idle, self.timeout = sock, expect, idle, timeout
         self.tree = Tree(expect)
-        self.max_want = max_want or fanout(chunk_size_for_mtu(1500))
+        self.max_want = max_want or MAX_WANT
         self.report = RecvReport(root=expect)
 
     def _reject(self, why: str) -> None:
@@ -461,7 +474,7 @@ class Receiver:
 def receive_socket(port: int, bind: str = "0.0.0.0") -> socket.socket:
     """A UDP socket bound to the protected port with a large receive buffer
     (bursts arrive faster than Python reads them)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_DGRAM)
     for opt in (getattr(socket, "SO_RCVBUFFORCE", 33), socket.SO_RCVBUF):
         try:
             s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)

@@ -127,7 +127,7 @@ def send(file: Path, host: str, port: int,
                               "cryptbpf cas recv out.bin --port 7310 --expect 3f1c...e9"))
 def recv(out: Path,
          port: int = typer.Option(cas.DEFAULT_PORT, help="UDP port to receive on (the protected port)."),
-         bind: str = typer.Option("0.0.0.0", help="IPv4 address to bind."),
+         bind: str = typer.Option("0.0.0.0", help="Address to bind (IPv4, or IPv6 such as ::)."),
          expect: Optional[str] = typer.Option(None, help="Root id the file must have."),
          timeout: float = typer.Option(10.0, help="Give up after this many seconds without a new chunk.")):
     """Receive one file: keep only chunks whose content hashes to their id,
