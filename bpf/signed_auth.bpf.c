@@ -4,7 +4,8 @@
  * Datagrams to protected UDP ports must end in a signature trailer
  * (wire format: include/signed_auth.h). Per datagram, cheapest first:
  *
- *   1. parse Ethernet/IPv4/UDP; port not protected -> XDP_PASS, untouched
+ *   1. parse Ethernet (0-2 VLAN tags)/IPv4/UDP; port not protected ->
+ *      XDP_PASS, untouched (IPv6 to a protected port: dropped, unverified)
  *   2. lengths, trailer magic/version/flags, key id trusted and not revoked,
  *      sequence inside the key's replay window (read without the lock)
  *   3. verification budget: the key's token bucket, then the global one
@@ -100,6 +101,7 @@ CRYPTBPF_PERCPU_SCRATCH(sa_scratch, struct sa_scratch);
 
 /* Where the datagram is, host byte order. */
 struct sa_pkt {
+	__u32 l3_off;		/* IPv4 header (after 0-2 VLAN tags) */
 	__u32 l4_off;		/* UDP header */
 	__u32 data_off;		/* UDP payload */
 	__u32 data_len;		/* UDP payload without the trailer */
@@ -246,8 +248,56 @@ enum parse_result {
 	PARSE_SHORT,		/* payload shorter than a trailer */
 };
 
-/* Find an IPv4/UDP datagram to a protected port and fill in pkt and the
- * address part of the signed header. */
+#define ETH_P_8021Q_  0x8100
+#define ETH_P_8021AD_ 0x88a8
+#define VLAN_MAX_TAGS 2
+#define IPV6_MAX_EXT  4		/* extension headers walked before UDP */
+
+struct vlan_hdr_ {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* IPv6 is not verified (the signed header carries IPv4 addresses), but it
+ * must not be a way around the check: UDP to a protected port behind at
+ * most IPV6_MAX_EXT hop-by-hop/routing/destination/fragment headers is
+ * refused. Later fragments carry no port and pass (they cannot be
+ * reassembled without their first fragment). */
+static __always_inline enum parse_result parse_ipv6(struct xdp_md *ctx, __u32 off)
+{
+	struct ipv6hdr ip6;
+	struct udphdr udp;
+	__u8 ext[8], nexthdr;
+	int frag = 0;
+
+	if (bpf_xdp_load_bytes(ctx, off, &ip6, sizeof(ip6)))
+		return PARSE_PASS;
+	nexthdr = ip6.nexthdr;
+	off += sizeof(ip6);
+#pragma clang loop unroll(full)
+	for (int i = 0; i < IPV6_MAX_EXT; i++) {
+		if (nexthdr != 0 && nexthdr != 43 && nexthdr != 44 && nexthdr != 60)
+			break;
+		if (bpf_xdp_load_bytes(ctx, off, ext, sizeof(ext)))
+			return PARSE_PASS;
+		if (nexthdr == 44) {		/* fragment header: 8 bytes */
+			if ((ext[2] << 8 | ext[3]) & 0xfff8)
+				return PARSE_PASS;	/* not the first fragment */
+			frag = 1;
+			off += 8;
+		} else {
+			off += (ext[1] + 1) * 8;
+		}
+		nexthdr = ext[0];
+	}
+	if (nexthdr != IPPROTO_UDP_ || bpf_xdp_load_bytes(ctx, off, &udp, sizeof(udp)) ||
+	    !port_protected(bpf_ntohs(udp.dest)))
+		return PARSE_PASS;
+	return frag ? PARSE_FRAGMENTED : PARSE_UNSUPPORTED;
+}
+
+/* Find an IPv4/UDP datagram to a protected port (behind up to two VLAN
+ * tags) and fill in pkt and the address part of the signed header. */
 static __always_inline enum parse_result parse(struct xdp_md *ctx, struct sa_pkt *pkt,
 					       struct signed_auth_signed_hdr *hdr)
 {
@@ -256,24 +306,28 @@ static __always_inline enum parse_result parse(struct xdp_md *ctx, struct sa_pkt
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
 	struct udphdr *udp;
-	__u32 ihl, tot_len, udp_len;
+	__u32 l3_off = sizeof(*eth), ihl, tot_len, udp_len;
+	__be16 proto;
 
 	if ((void *)(eth + 1) > end)
 		return PARSE_PASS;
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
+	proto = eth->h_proto;
+#pragma clang loop unroll(full)
+	for (int i = 0; i < VLAN_MAX_TAGS; i++) {
+		struct vlan_hdr_ *vh = data + l3_off;
 
-		/* the signed header is IPv4 only: refuse IPv6 to a protected
-		 * port rather than let it in unchecked */
-		udp = (void *)(ip6 + 1);
-		if ((void *)(udp + 1) > end || ip6->nexthdr != IPPROTO_UDP_ ||
-		    !port_protected(bpf_ntohs(udp->dest)))
+		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
+			break;
+		if ((void *)(vh + 1) > end)
 			return PARSE_PASS;
-		return PARSE_UNSUPPORTED;
+		proto = vh->proto;
+		l3_off += sizeof(*vh);
 	}
-	if (eth->h_proto != bpf_htons(ETH_P_IP))
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(ctx, l3_off);
+	if (proto != bpf_htons(ETH_P_IP))
 		return PARSE_PASS;
-	ip = (void *)(eth + 1);
+	ip = data + l3_off;
 	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP_)
 		return PARSE_PASS;
 	ihl = ip->ihl * 4;
@@ -295,13 +349,13 @@ static __always_inline enum parse_result parse(struct xdp_md *ctx, struct sa_pkt
 
 	tot_len = bpf_ntohs(ip->tot_len);
 	udp_len = bpf_ntohs(udp->len);
-	if (sizeof(*eth) + tot_len > (__u32)(end - data) || tot_len < ihl ||
-	    udp_len != tot_len - ihl || udp_len < sizeof(*udp)) {
+	if (l3_off + tot_len > (__u32)(end - data) || tot_len < ihl ||
+	    udp_len != tot_len - ihl || udp_len < sizeof(*udp))
 		return PARSE_MALFORMED;
-	}
 	if (udp_len - sizeof(*udp) < SIGNED_AUTH_TRAILER_LEN)
 		return PARSE_SHORT;
-	pkt->l4_off = sizeof(*eth) + ihl;
+	pkt->l3_off = l3_off;
+	pkt->l4_off = l3_off + ihl;
 	pkt->data_off = pkt->l4_off + sizeof(*udp);
 	pkt->data_len = udp_len - sizeof(*udp) - SIGNED_AUTH_TRAILER_LEN;
 	pkt->frame_len = end - data;
@@ -333,10 +387,10 @@ static __always_inline int strip_trailer(struct xdp_md *ctx, const struct sa_pkt
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	ip = data + sizeof(struct ethhdr);
+	ip = data + (pkt->l3_off & 31);		/* l3_off <= 14 + 2 * 4 */
 	if ((void *)(ip + 1) > end)
 		return -1;
-	udp = data + (pkt->l4_off & 127);	/* l4_off <= 14 + 60 */
+	udp = data + (pkt->l4_off & 127);	/* l4_off <= l3_off + 60 */
 	if ((void *)(udp + 1) > end)
 		return -1;
 

@@ -24,8 +24,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from scapy.layers.inet import IP, UDP, IPOption_NOP, TCP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
+from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from cryptbpf import lifecycle, signing
 from cryptbpf.errors import CryptbpfError
@@ -108,9 +108,11 @@ def sign_payload(key, kid, seq, data, src=SRC, dst=DST, magic=0x5341, version=1,
         r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def frame(payload: bytes, src=SRC, dst=DST, **ip_kw) -> bytes:
-    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") /
-                 IP(src=src[0], dst=dst[0], id=1234, **ip_kw) / UDP(sport=src[1], dport=dst[1]) / payload)
+def frame(payload: bytes, src=SRC, dst=DST, vlans=(), **ip_kw) -> bytes:
+    l2 = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    for v in vlans:
+        l2 = l2 / v
+    return bytes(l2 / IP(src=src[0], dst=dst[0], id=1234, **ip_kw) / UDP(sport=src[1], dport=dst[1]) / payload)
 
 
 SEQ = [1000]
@@ -161,6 +163,10 @@ def test_ip_options_padding_and_no_udp_checksum(xdp):
     # Ethernet padding after the IP datagram is removed with the trailer
     ret, out = run(xdp, frame(sign_payload(KEYS["alice"], ALICE, fresh_seq(), data)) + bytes(7))
     assert ret == XDP_PASS and out == frame(data)
+    # behind VLAN tags (802.1ad outer, 802.1Q inner): the tags stay
+    for vlans in ([Dot1Q(vlan=5)], [Dot1AD(vlan=6), Dot1Q(vlan=7)]):
+        ret, out = run(xdp, frame(sign_payload(KEYS["alice"], ALICE, fresh_seq(), data), vlans=vlans))
+        assert ret == XDP_PASS and out == frame(data, vlans=vlans)
     # UDP checksum 0 ("none", IPv4) stays 0
     f = Ether(frame(sign_payload(KEYS["alice"], ALICE, fresh_seq(), data, src=src)))
     f[UDP].chksum = 0
@@ -211,7 +217,14 @@ def attack_frames():
         "bad_magic": (lambda s: frame(sign_payload(KEYS["alice"], ALICE, s, data, magic=0x5342)), "no_trailer", False),
         "udp_length_lies": (lambda s: bytes(Ether() / IP(src=SRC[0], dst=DST[0]) /
                                             UDP(sport=SRC[1], dport=PORT, len=300) / good(s)), "malformed", False),
+        "vlan_unsigned": (lambda s: frame(b"x" * 200, vlans=[Dot1Q(vlan=5)]), "no_trailer", False),
+        "vlan_spoofed": (lambda s: frame(good(s), src=("10.1.0.66", SRC[1]), vlans=[Dot1Q(vlan=5)]),
+                         "bad_signature", True),
         "ipv6": (lambda s: bytes(Ether() / IPv6() / UDP(dport=PORT) / good(s)), "unsupported", False),
+        "ipv6_behind_extension_headers": (lambda s: bytes(Ether() / Dot1Q() / IPv6() / IPv6ExtHdrHopByHop() /
+                                                          UDP(dport=PORT) / good(s)), "unsupported", False),
+        "ipv6_first_fragment": (lambda s: bytes(Ether() / IPv6() / IPv6ExtHdrFragment(m=1) /
+                                                UDP(dport=PORT) / good(s)), "fragmented", False),
         "first_fragment": (lambda s: frame(good(s), flags="MF"), "fragmented", False),
     }
 
@@ -270,6 +283,7 @@ def test_unprotected_traffic_untouched(xdp):
               bytes(Ether() / IP(dst=DST[0]) / TCP(dport=PORT) / signed),
               bytes(Ether() / IPv6() / UDP(dport=53) / b"v6"),
               frame(b"x" * 40, frag=100),                         # later fragment: no port
+              bytes(Ether() / IPv6() / IPv6ExtHdrFragment(offset=100) / (b"y" * 40)),
               bytes(Ether(type=0x0806) / (b"\x00" * 28))]
     for f in frames:
         ret, out = run(xdp, f)

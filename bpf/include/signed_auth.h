@@ -126,7 +126,7 @@ struct signed_auth_counters {
 	__u64 no_trailer;         /* dropped: no valid magic/version/flags */
 	__u64 short_payload;      /* dropped: payload shorter than a trailer */
 	__u64 malformed;          /* dropped: IP/UDP lengths inconsistent */
-	__u64 fragmented;         /* dropped: first fragment to a protected port */
-	__u64 unsupported;        /* dropped: IPv6 UDP to a protected port */
+	__u64 fragmented;         /* dropped: first fragment (IPv4/IPv6) to a protected port */
+	__u64 unsupported;        /* dropped: IPv6 UDP to a protected port (not verified) */
 	__u64 errors;             /* dropped: a helper or internal failure */
 };
