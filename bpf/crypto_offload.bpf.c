@@ -248,7 +248,7 @@ static __always_inline int parse_hdr(struct xdp_md *ctx, struct oreq *r)
 {
 	struct offload_req_hdr h = {};
 
-	if (r->pl_len < 8 || bpf_xdp_load_bytes(ctx, r->pl_off, &h, 8) ||
+	if (r->pl_len < sizeof(struct offload_reply_hdr) || bpf_xdp_load_bytes(ctx, r->pl_off, &h, 8) ||
 	    h.magic != bpf_htons(OFFLOAD_MAGIC))
 		return -1;
 	if (r->pl_len >= sizeof(h) && bpf_xdp_load_bytes(ctx, r->pl_off, &h, sizeof(h)))
@@ -281,6 +281,16 @@ __noinline int offload_parse(struct xdp_md *ctx, struct oreq *r)
 	return parse_hdr(ctx, r) ? 2 : 0;
 }
 
+/* The length a well-formed request of this op and sizes has. */
+static __always_inline __u32 request_len(const struct oreq *r)
+{
+	__u32 len = sizeof(struct offload_req_hdr) + r->data_len;
+
+	if (r->op == OFFLOAD_OP_SEAL)
+		return len + OFFLOAD_NONCE_SIZE + r->aad_len;
+	return len < OFFLOAD_MIN_DIGEST_REQ ? OFFLOAD_MIN_DIGEST_REQ : len;
+}
+
 /* The validation order of crypto_offload.h. Returns an OFFLOAD_* status. */
 static __always_inline int validate(const struct oreq *r)
 {
@@ -297,8 +307,7 @@ static __always_inline int validate(const struct oreq *r)
 		return OFFLOAD_ERR_TOO_BIG;
 	if (r->op != OFFLOAD_OP_SEAL && r->aad_len)
 		return OFFLOAD_ERR_LENGTH;
-	if (r->pl_len != sizeof(struct offload_req_hdr) + r->data_len +
-			 (r->op == OFFLOAD_OP_SEAL ? OFFLOAD_NONCE_SIZE + r->aad_len : 0))
+	if (r->pl_len != request_len(r))
 		return OFFLOAD_ERR_LENGTH;
 	if (r->op == OFFLOAD_OP_SHA256)
 		return r->key_id ? OFFLOAD_ERR_KEY : OFFLOAD_OK;
@@ -451,7 +460,7 @@ __noinline int offload_reject(struct xdp_md *ctx, const struct oreq *r, __u32 st
 	if (!r)
 		return XDP_DROP;
 	delta = (int)(r->pl_off + sizeof(struct offload_reply_hdr)) - (int)bpf_xdp_get_buff_len(ctx);
-	/* shrink first: the header may not fit in front of a short request */
+	/* requests are >= 12 bytes: this only ever shrinks the frame */
 	if (delta && bpf_xdp_adjust_tail(ctx, delta))
 		return XDP_DROP;
 	if (write_reply_hdr(ctx, r, status, 0) ||
@@ -488,7 +497,8 @@ static __always_inline int compute_digest(struct xdp_md *ctx, struct offload_scr
 #define SERVE_UNTOUCHED (-1)
 #define SERVE_TOUCHED   (-2)
 
-/* Digest reply: header || digest. */
+/* Digest reply: header || digest (44 bytes, requests are padded to at
+ * least that, so the frame only shrinks). */
 __noinline int offload_serve_digest(struct xdp_md *ctx, const struct oreq *r)
 {
 	struct offload_scratch *s = cryptbpf_scratch(&offload_scratch);

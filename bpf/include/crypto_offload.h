@@ -5,23 +5,29 @@
  * Every multi-byte field on the wire is big-endian (network byte order).
  *
  *   request  = offload_req_hdr (16 bytes) || body
- *     SHA256: body = data[data_len]                 key_id 0, aad_len 0
- *     HMAC:   body = data[data_len]                 key_id: an HMAC key, aad_len 0
+ *     SHA256: body = data[data_len] || pad          key_id 0, aad_len 0
+ *     HMAC:   body = data[data_len] || pad          key_id: an HMAC key, aad_len 0
  *     SEAL:   body = nonce[12] || aad[aad_len] || plaintext[data_len]
+ *     pad: zero bytes up to a 44-byte request (the size of the reply) when
+ *     16 + data_len is shorter; their value is ignored.
  *   reply    = offload_reply_hdr (12 bytes) || result[result_len]
  *     SHA256, HMAC: the 32-byte digest / MAC
  *     SEAL:         ciphertext[data_len] || tag[16]  (ChaCha20-Poly1305, RFC 8439)
  *     status != OK: no result (result_len 0)
  *
+ * No reply is larger than its request, so a spoofed source address gains
+ * an attacker no amplification (and XDP never has to grow a frame, which
+ * many drivers cannot).
+ *
  * Validation order (both paths apply it identically, so a malformed request
  * gets the same status wherever it is answered):
- *   payload < 8 bytes or wrong magic          -> dropped (no request id to answer)
+ *   payload < 12 bytes or wrong magic         -> dropped (no reply can be smaller)
  *   payload < 16                              -> ERR_LENGTH
  *   version != OFFLOAD_VERSION                -> ERR_VERSION
  *   op not SHA256/HMAC/SEAL                   -> ERR_OP
  *   data_len > MAX_DATA or aad_len > MAX_AAD  -> ERR_TOO_BIG
  *   aad_len != 0 for SHA256/HMAC              -> ERR_LENGTH
- *   payload != 16 (+12 + aad_len) + data_len  -> ERR_LENGTH
+ *   payload != its length above               -> ERR_LENGTH
  *   SHA256 with key_id != 0                   -> ERR_KEY
  *   key_id not provisioned                    -> ERR_KEY
  *   key provisioned for the other operation   -> ERR_KEY_TYPE
@@ -59,6 +65,7 @@
 #define OFFLOAD_NONCE_SIZE  12
 #define OFFLOAD_TAG_SIZE    16
 #define OFFLOAD_DIGEST_SIZE 32
+#define OFFLOAD_MIN_DIGEST_REQ 44  /* = reply header + digest */
 #define OFFLOAD_KEY_MAX     64     /* HMAC keys 16..64 bytes, AEAD keys 32 */
 #define OFFLOAD_AEAD_KEY_SIZE 32
 #define OFFLOAD_MAX_KEYS    1024

@@ -141,18 +141,19 @@ def seed_costs(handle, threshold: int = SEED_THRESHOLD) -> None:
     flat daemon estimate equal to the kernel's at `threshold` bytes, so
     that smaller requests start in the kernel and larger ones in the
     daemon. The first real measurement replaces each seed."""
+    kmap, dmap = handle.map("kernel_cost"), handle.map("daemon_cost")
     for op, (base, per_byte) in _KERNEL_MODEL.items():
         daemon = int(base + per_byte * threshold)
         for b in range(P.BUCKETS):
             idx = (op - 1) * P.BUCKETS + b
-            write_cost(handle, "kernel_cost", idx, int(base + per_byte * _bucket_mid(b)), samples=0)
-            write_cost(handle, "daemon_cost", idx, daemon, samples=0)
+            write_cost(kmap, idx, int(base + per_byte * _bucket_mid(b)), samples=0)
+            write_cost(dmap, idx, daemon, samples=0)
 
 
-def write_cost(handle, map_name: str, idx: int, ewma_ns: int, samples: int,
-               updated_ns: int = 0) -> None:
-    handle.map(map_name).update(idx, L.pack("struct offload_cost", ewma_ns=ewma_ns,
-                                            samples=samples, updated_ns=updated_ns))
+def write_cost(cost_map, idx: int, ewma_ns: int, samples: int, updated_ns: int = 0) -> None:
+    """Set one estimate of `cost_map` (kernel_cost or daemon_cost)."""
+    cost_map.update(idx, L.pack("struct offload_cost", ewma_ns=ewma_ns,
+                                samples=samples, updated_ns=updated_ns))
 
 
 def read_costs(handle, map_name: str) -> list[dict[str, int]]:

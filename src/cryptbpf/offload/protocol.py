@@ -31,6 +31,7 @@ KEY_TYPES = {"hmac": KEY_HMAC, "aead": KEY_AEAD}
 MAX_DATA, MAX_AAD = C("OFFLOAD_MAX_DATA"), C("OFFLOAD_MAX_AAD")
 NONCE_SIZE, TAG_SIZE, DIGEST_SIZE = C("OFFLOAD_NONCE_SIZE"), C("OFFLOAD_TAG_SIZE"), C("OFFLOAD_DIGEST_SIZE")
 KERNEL_MAX = C("OFFLOAD_KERNEL_MAX")
+MIN_DIGEST_REQ = C("OFFLOAD_MIN_DIGEST_REQ")
 BUCKET_SHIFT, BUCKETS = C("OFFLOAD_BUCKET_SHIFT"), C("OFFLOAD_BUCKETS")
 
 STATUS = {C(n): n[len("OFFLOAD_"):].lower() for n in (
@@ -75,8 +76,11 @@ def request(op: int | str, data: bytes = b"", *, req_id: int = 0, key_id: int = 
     by passing inconsistent arguments to `raw_request`."""
     op = OPS[op] if isinstance(op, str) else op
     body = nonce + aad + data if op == OP_SEAL else data
-    return raw_request(op, req_id=req_id, key_id=key_id, data_len=len(data),
-                       aad_len=len(aad) if op == OP_SEAL else 0) + body
+    msg = raw_request(op, req_id=req_id, key_id=key_id, data_len=len(data),
+                      aad_len=len(aad) if op == OP_SEAL else 0) + body
+    if op != OP_SEAL:   # padded to the reply's size: no amplification
+        msg += bytes(max(0, MIN_DIGEST_REQ - len(msg)))
+    return msg
 
 
 def raw_request(op: int, *, req_id: int = 0, key_id: int = 0, data_len: int = 0,
@@ -135,7 +139,7 @@ def parse_request(payload: bytes, key_type) -> tuple[Optional[Request], int]:
     (request, OK), (partial request, error status), or (None, -1) when the
     datagram has no request id to answer (drop it). `key_type(key_id)`
     gives a provisioned key's type or None."""
-    if len(payload) < 8:
+    if len(payload) < REPLY_HDR:
         return None, -1
     magic, version, op, req_id = struct.unpack_from("!HBBI", payload)
     if magic != MAGIC:
@@ -154,7 +158,7 @@ def parse_request(payload: bytes, key_type) -> tuple[Optional[Request], int]:
     if op != OP_SEAL and aad_len:
         return partial, ERR["err_length"]
     prefix = REQ_HDR + (NONCE_SIZE + aad_len if op == OP_SEAL else 0)
-    if len(payload) != prefix + data_len:
+    if len(payload) != request_len(op, data_len, aad_len):
         return partial, ERR["err_length"]
     if op == OP_SHA256:
         if key_id:
@@ -169,7 +173,14 @@ def parse_request(payload: bytes, key_type) -> tuple[Optional[Request], int]:
         nonce = payload[REQ_HDR:REQ_HDR + NONCE_SIZE]
         aad = payload[REQ_HDR + NONCE_SIZE:prefix]
         return Request(op, req_id, key_id, payload[prefix:], nonce, aad), OK
-    return Request(op, req_id, key_id, payload[REQ_HDR:], b"", b""), OK
+    return Request(op, req_id, key_id, payload[REQ_HDR:REQ_HDR + data_len], b"", b""), OK
+
+
+def request_len(op: int, data_len: int, aad_len: int = 0) -> int:
+    """The payload length a well-formed request has."""
+    if op == OP_SEAL:
+        return REQ_HDR + NONCE_SIZE + aad_len + data_len
+    return max(REQ_HDR + data_len, MIN_DIGEST_REQ)
 
 
 def answer(req: Request, key: bytes | None) -> bytes:
