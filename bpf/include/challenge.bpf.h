@@ -30,8 +30,9 @@
  * previous slot and compare both" decides, at half the cost.
  *
  * Cost: the key's pad states are precomputed (struct cryptbpf_hmac_sha256_key,
- * stored in a map by a SYSCALL program, see challenge_key_install()), so a
- * challenge is two SHA-256 compressions (~0.4 us).
+ * stored in a map by a SYSCALL program, see challenge_key_install()), and the
+ * 40-byte input fits one block, so a challenge is exactly two SHA-256
+ * compressions (hmac_sha256_short(), ~0.4 us).
  *
  *   CHALLENGE_KEY_MAP(server_key);                 // one slot, pad states
  *   struct challenge_scratch *cs = ...;            // per-CPU map value
@@ -64,15 +65,15 @@ struct challenge_input {
 	__be32 slot;
 	__be32 extra;
 	__u8 nonce[CHALLENGE_NONCE_LEN];
-};
+} __attribute__((aligned(8)));
 _Static_assert(sizeof(struct challenge_input) == 40, "challenge_input is a wire format");
 
 /* Per-CPU working memory: HMAC state, the MAC input, the expected MAC. */
 struct challenge_scratch {
 	struct cryptbpf_hmac_sha256_ctx h;
 	struct challenge_input in;
-	__u8 mac[CHALLENGE_SIZE];
-	__u8 presented[CHALLENGE_SIZE];  /* copy of the packet's challenge */
+	__u8 mac[CHALLENGE_SIZE] __attribute__((aligned(8)));
+	__u8 presented[CHALLENGE_SIZE] __attribute__((aligned(8))); /* the packet's */
 } __attribute__((aligned(8)));
 
 /* A one-slot array of pad states (slot 0 = the key in use). */
@@ -120,18 +121,63 @@ static __always_inline const struct challenge_key *challenge_key_get(void *key_m
 	return k && k->installed ? k : NULL;
 }
 
-/* MAC of cs->in into out[0..32) (stack or map memory). */
-static __always_inline int challenge_compute(struct challenge_scratch *cs,
-					     const struct challenge_key *key,
-					     __u8 *out)
+/* HMAC-SHA256 of a message of at most 48 bytes under precomputed pad
+ * states: exactly two compressions, no streaming bookkeeping. msg: len
+ * bytes, 8-byte aligned, len a compile-time multiple of 8 (copied in words:
+ * a byte-wise copy of unknown alignment makes clang spill ~40 registers);
+ * s: scratch hash state (map memory), msg must not live in s->buf; out: 32
+ * bytes, stack or map memory. */
+static __always_inline void hmac_sha256_short(struct cryptbpf_sha256_ctx *s,
+					      const struct cryptbpf_hmac_sha256_key *k,
+					      const void *msg, const __u32 len, __u8 *out)
 {
-	int err;
+	const struct cryptbpf_sha256_block *blk = (const void *)s->buf;
+	__u64 *w = (__u64 *)s->buf;
+	__u32 *d = (__u32 *)s->buf;
 
-	hmac_sha256_start(&cs->h, &key->pads);
-	err = hmac_sha256_update(&cs->h, &cs->in, sizeof(cs->in));
-	if (err)
-		return err;
-	return hmac_sha256_final(&cs->h, out);
+	const __u64 *m = msg;
+
+	/* inner: H(istate, msg || 0x80 || 0... || bitlen(ipad block + msg)) */
+#pragma clang loop unroll(full)
+	for (int j = 0; j < 8; j++)
+		w[j] = j < len / 8 ? m[j] : 0;
+	w[len / 8 & 7] = 0x80;       /* len <= 48 and len % 8 == 0 */
+	w[7] = __builtin_bswap64((__u64)(SHA256_BLOCK_SIZE + len) * 8);
+	__builtin_memcpy(s->h, k->istate, sizeof(s->h));
+	sha256_compress(s, blk);
+	/* outer: H(ostate, inner digest || 0x80 || 0... || bitlen(64 + 32)) */
+#pragma clang loop unroll(full)
+	for (int j = 0; j < 8; j++)
+		d[j] = __builtin_bswap32(s->h[j]);
+	w[4] = 0x80;                 /* byte 32 = 0x80 (little-endian word) */
+	w[5] = 0;
+	w[6] = 0;
+	w[7] = __builtin_bswap64((__u64)(SHA256_BLOCK_SIZE + SHA256_DIGEST_SIZE) * 8);
+	__builtin_memcpy(s->h, k->ostate, sizeof(s->h));
+	sha256_compress(s, blk);
+#pragma clang loop unroll(full)
+	for (int j = 0; j < 8; j++)
+		s->h[j] = __builtin_bswap32(s->h[j]);
+	asm volatile("" ::: "memory");
+	__builtin_memcpy(out, s->h, SHA256_DIGEST_SIZE);
+}
+
+/* 1 if a[0..32) == b[0..32), else 0; both 8-byte aligned. Constant time:
+ * every word is compared and the result is computed without branches. */
+static __always_inline int ct_eq32(const void *a, const void *b)
+{
+	const __u64 *x = a, *y = b;
+	__u64 diff = (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]);
+
+	return (int)(1 ^ ((diff | -diff) >> 63));
+}
+
+/* MAC of cs->in into out[0..32) (stack or map memory). */
+static __always_inline void challenge_compute(struct challenge_scratch *cs,
+					      const struct challenge_key *key,
+					      __u8 *out)
+{
+	hmac_sha256_short(&cs->h.hash, &key->pads, &cs->in, sizeof(cs->in), out);
 }
 
 /* Is cs->presented the challenge for cs->in (whose slot field holds the
@@ -144,12 +190,8 @@ static __always_inline int challenge_check(struct challenge_scratch *cs,
 
 	if (slot != now_slot && slot + 1 != now_slot)
 		return CHALLENGE_STALE;
-	hmac_sha256_start(&cs->h, &key->pads);
-	if (hmac_sha256_update(&cs->h, &cs->in, sizeof(cs->in)))
-		return CHALLENGE_FORGED;
-	/* constant-time compare of all 32 bytes */
-	return hmac_sha256_verify(&cs->h, cs->presented, CHALLENGE_SIZE) ?
-	       CHALLENGE_OK : CHALLENGE_FORGED;
+	challenge_compute(cs, key, cs->mac);
+	return ct_eq32(cs->mac, cs->presented) ? CHALLENGE_OK : CHALLENGE_FORGED;
 }
 
 /* From a SYSCALL program: derive the pad states of raw[0..len) (map memory,

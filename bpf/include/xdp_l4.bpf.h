@@ -45,95 +45,97 @@ struct xdp_l4 {
 	__u32 l4_off;
 };
 
-static __always_inline int xdp_l4_ports(struct xdp_md *ctx, struct xdp_l4 *l4, __u32 off)
+/* TCP/UDP at l4 (inside the frame up to end): its destination port. */
+static __always_inline int xdp_l4_ports(struct xdp_l4 *l4, void *data, void *l4p, void *end)
 {
-	__be16 ports[2];
+	__be16 *ports = l4p;
 
 	if (l4->proto != IPPROTO_TCP_ && l4->proto != IPPROTO_UDP_)
 		return XDP_L4_OTHER;
-	if (bpf_xdp_load_bytes(ctx, off, ports, sizeof(ports)))
-		return XDP_L4_BAD;
-	/* the rest of the header must be there too */
-	if (off + (l4->proto == IPPROTO_TCP_ ? 20 : 8) > ctx->data_end - ctx->data)
+	/* the whole transport header must be there, not just the ports */
+	if (l4p + (l4->proto == IPPROTO_TCP_ ? 20 : 8) > end)
 		return XDP_L4_BAD;
 	l4->dport = bpf_ntohs(ports[1]);
-	l4->l4_off = off;
+	l4->l4_off = l4p - data;
 	return 1;
 }
 
-static __always_inline int xdp_l4_v4(struct xdp_md *ctx, struct xdp_l4 *l4, __u32 off)
+static __always_inline int xdp_l4_v4(struct xdp_md *ctx, struct xdp_l4 *l4, struct iphdr *ip)
 {
-	struct iphdr ip;
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	__u32 ihl, tot;
+	int r;
 
-	if (bpf_xdp_load_bytes(ctx, off, &ip, sizeof(ip)) || ip.version != 4)
+	if ((void *)(ip + 1) > end || ip->version != 4)
 		return XDP_L4_BAD;
-	ihl = ip.ihl * 4;
-	tot = bpf_ntohs(ip.tot_len);
-	if (ihl < sizeof(ip) || tot < ihl || off + tot > ctx->data_end - ctx->data)
+	ihl = ip->ihl * 4;
+	tot = bpf_ntohs(ip->tot_len);
+	if (ihl < sizeof(*ip) || tot < ihl || (void *)ip + tot > end)
 		return XDP_L4_BAD;
-	if (bpf_ntohs(ip.frag_off) & 0x1fff)       /* not the first fragment */
+	if (bpf_ntohs(ip->frag_off) & 0x1fff)      /* not the first fragment */
 		return XDP_L4_OTHER;
-	l4->proto = ip.protocol;
-	l4->saddr = ip.saddr;
-	if (l4->proto == IPPROTO_TCP_ || l4->proto == IPPROTO_UDP_) {
-		/* the transport header must fit in the IP datagram */
-		if (tot < ihl + (l4->proto == IPPROTO_TCP_ ? 20 : 8))
-			return XDP_L4_BAD;
-	}
-	int r = xdp_l4_ports(ctx, l4, off + ihl);
+	l4->proto = ip->protocol;
+	l4->saddr = ip->saddr;
+	/* the transport header must fit in the IP datagram */
+	if ((l4->proto == IPPROTO_TCP_ && tot < ihl + 20) ||
+	    (l4->proto == IPPROTO_UDP_ && tot < ihl + 8))
+		return XDP_L4_BAD;
+	r = xdp_l4_ports(l4, data, (void *)ip + ihl, end);
 	return r == 1 ? XDP_L4_IPV4 : r;
 }
 
-static __always_inline int xdp_l4_v6(struct xdp_md *ctx, struct xdp_l4 *l4, __u32 off)
+static __always_inline int xdp_l4_is_ext(__u8 nexthdr)
 {
-	struct ipv6hdr ip6;
-	__u8 ext[2];            /* next header, length */
-	__u8 nexthdr;
-	__be16 frag;
+	return nexthdr == 0 || nexthdr == 43 || nexthdr == 60 || nexthdr == 44 ||
+	       nexthdr == 51;
+}
 
-	if (bpf_xdp_load_bytes(ctx, off, &ip6, sizeof(ip6)) || ip6.version != 6)
+static __always_inline int xdp_l4_v6(struct xdp_md *ctx, struct xdp_l4 *l4, struct ipv6hdr *ip6)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	void *p = ip6 + 1;
+	__u8 *ext;             /* next header, length, (fragment: offset) */
+	__u8 nexthdr;
+	int r;
+
+	if (p > end || ip6->version != 6)
 		return XDP_L4_BAD;
-	nexthdr = ip6.nexthdr;
-	off += sizeof(ip6);
+	nexthdr = ip6->nexthdr;
 #pragma clang loop unroll(full)
 	for (int i = 0; i < XDP_L4_MAX_EXT; i++) {
-		if (nexthdr != 0 && nexthdr != 43 && nexthdr != 60 &&
-		    nexthdr != 44 && nexthdr != 51)
+		if (!xdp_l4_is_ext(nexthdr))
 			break;
-		if (bpf_xdp_load_bytes(ctx, off, ext, sizeof(ext)))
+		ext = p;
+		if ((void *)(ext + 8) > end)           /* every one is >= 8 bytes */
 			return XDP_L4_BAD;
 		if (nexthdr == 44) {                    /* fragment header */
-			if (bpf_xdp_load_bytes(ctx, off + 2, &frag, sizeof(frag)))
-				return XDP_L4_BAD;
-			if (bpf_ntohs(frag) & 0xfff8)   /* offset != 0 */
-				return XDP_L4_OTHER;
-			off += 8;
+			if (bpf_ntohs(*(__be16 *)(ext + 2)) & 0xfff8)
+				return XDP_L4_OTHER;    /* offset != 0: no L4 header */
+			p += 8;
 		} else if (nexthdr == 51) {             /* AH: 4-byte units */
-			off += ((__u32)ext[1] + 2) * 4;
+			p += ((__u32)ext[1] + 2) * 4;
 		} else {
-			off += ((__u32)ext[1] + 1) * 8;
+			p += ((__u32)ext[1] + 1) * 8;
 		}
 		nexthdr = ext[0];
 	}
-	if (nexthdr == 0 || nexthdr == 43 || nexthdr == 60 || nexthdr == 44 ||
-	    nexthdr == 51)
+	if (xdp_l4_is_ext(nexthdr))
 		return XDP_L4_BAD;                      /* chain too long */
 	l4->proto = nexthdr;
-	int r = xdp_l4_ports(ctx, l4, off);
+	r = xdp_l4_ports(l4, data, p, end);
 	return r == 1 ? XDP_L4_IPV6 : r;
 }
 
 static __always_inline int xdp_l4_classify(struct xdp_md *ctx, struct xdp_l4 *l4)
 {
 	__be16 proto;
-	int l2 = xdp_l2_len(ctx, &proto);
+	void *l3 = xdp_l2(ctx, &proto);
 
-	if (l2 < 0)
+	if (!l3)
 		return XDP_L4_OTHER;     /* not even an Ethernet header */
 	if (proto == bpf_htons(ETH_P_IP))
-		return xdp_l4_v4(ctx, l4, l2);
+		return xdp_l4_v4(ctx, l4, l3);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return xdp_l4_v6(ctx, l4, l2);
+		return xdp_l4_v6(ctx, l4, l3);
 	return XDP_L4_OTHER;
 }

@@ -23,9 +23,9 @@
  * (zkp_filter's hello is as long as its challenge) or must bound how many
  * replies one address can cause (crypto_ratelimit).
  *
- * Headers are copied with bpf_xdp_load_bytes()/bpf_xdp_store_bytes() rather
- * than through packet pointers: offsets vary with VLAN tags and IP options,
- * and copies keep the verifier's bounds reasoning trivial. Kernel >= 5.18
+ * Parsing reads the packet directly (it runs for every packet); the reply
+ * copies headers with bpf_xdp_load_bytes()/bpf_xdp_store_bytes(), which
+ * keeps the bounds reasoning trivial after the resize. Kernel >= 5.18
  * (bpf_xdp_load_bytes); bpf_xdp_adjust_tail() can grow a frame only into
  * the driver's tailroom (veth and generic XDP have plenty; some drivers have
  * little), so replies should be small.
@@ -62,27 +62,43 @@ struct xdp_udp4 {
 	__be16 sport, dport; /* network byte order */
 };
 
-/* Ethernet header length including up to two VLAN tags, and the inner
- * ethertype; -1 if the frame is too short. */
-static __always_inline int xdp_l2_len(struct xdp_md *ctx, __be16 *proto)
-{
-	struct ethhdr eth;
-	__be16 inner[2];       /* TCI, encapsulated ethertype */
-	__u32 off = sizeof(eth);
+struct xdp_vlan_hdr {
+	__be16 tci;
+	__be16 proto;          /* encapsulated ethertype */
+};
 
-	if (bpf_xdp_load_bytes(ctx, 0, &eth, sizeof(eth)))
-		return -1;
-	*proto = eth.h_proto;
+/* Length of the frame (XDP programs without the frags flag only ever see
+ * linear frames). The casts keep the pointers 64-bit: a 32-bit copy of a
+ * packet pointer that clang spills is refused by the verifier. */
+static __always_inline __u32 xdp_frame_len(struct xdp_md *ctx)
+{
+	return (void *)(long)ctx->data_end - (void *)(long)ctx->data;
+}
+
+/* Pointer just past the Ethernet header and up to two VLAN tags, with the
+ * inner ethertype in *proto; NULL if the frame is too short. Direct packet
+ * access: on the per-packet path every helper call counts. */
+static __always_inline void *xdp_l2(struct xdp_md *ctx, __be16 *proto)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct xdp_vlan_hdr *v;
+	void *p = eth + 1;
+
+	if (p > end)
+		return NULL;
+	*proto = eth->h_proto;
 #pragma clang loop unroll(full)
 	for (int i = 0; i < 2; i++) {
 		if (*proto != bpf_htons(ETH_P_8021Q) && *proto != bpf_htons(ETH_P_8021AD))
 			break;
-		if (bpf_xdp_load_bytes(ctx, off, inner, sizeof(inner)))
-			return -1;
-		*proto = inner[1];
-		off += sizeof(inner);
+		v = p;
+		if ((void *)(v + 1) > end)
+			return NULL;
+		*proto = v->proto;
+		p = v + 1;
 	}
-	return off;
+	return p;
 }
 
 /* An unfragmented IPv4/UDP datagram whose IP and UDP lengths agree with each
@@ -90,35 +106,34 @@ static __always_inline int xdp_l2_len(struct xdp_md *ctx, __be16 *proto)
  * -1 = anything else (not IPv4/UDP, a fragment, truncated, inconsistent). */
 static __always_inline int xdp_udp4_parse(struct xdp_md *ctx, struct xdp_udp4 *u)
 {
-	__u32 frame_len = ctx->data_end - ctx->data;
-	struct iphdr ip;
-	struct udphdr udp;
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct udphdr *udp;
+	struct iphdr *ip;
 	__be16 proto;
 	__u32 tot_len;
-	int l2 = xdp_l2_len(ctx, &proto);
 
-	if (l2 < 0 || proto != bpf_htons(ETH_P_IP))
+	ip = xdp_l2(ctx, &proto);
+	if (!ip || proto != bpf_htons(ETH_P_IP) || (void *)(ip + 1) > end)
 		return -1;
-	u->l3_off = l2;
-	if (bpf_xdp_load_bytes(ctx, u->l3_off, &ip, sizeof(ip)) ||
-	    ip.version != 4 || ip.protocol != IPPROTO_UDP_ ||
-	    (bpf_ntohs(ip.frag_off) & IP_DF_MF_OFF_MASK))
+	if (ip->version != 4 || ip->protocol != IPPROTO_UDP_ ||
+	    (bpf_ntohs(ip->frag_off) & IP_DF_MF_OFF_MASK))
 		return -1;
-	u->ihl = ip.ihl * 4;
-	tot_len = bpf_ntohs(ip.tot_len);
-	if (u->ihl < sizeof(ip) || tot_len < u->ihl + sizeof(udp) ||
-	    u->l3_off + tot_len > frame_len)
+	u->ihl = ip->ihl * 4;
+	tot_len = bpf_ntohs(ip->tot_len);
+	u->l3_off = (void *)ip - data;
+	if (u->ihl < sizeof(*ip) || tot_len < u->ihl + sizeof(*udp) ||
+	    u->l3_off + tot_len > (__u32)(end - data))
+		return -1;
+	udp = (void *)ip + u->ihl;
+	if ((void *)(udp + 1) > end || bpf_ntohs(udp->len) != tot_len - u->ihl)
 		return -1;
 	u->l4_off = u->l3_off + u->ihl;
-	if (bpf_xdp_load_bytes(ctx, u->l4_off, &udp, sizeof(udp)) ||
-	    bpf_ntohs(udp.len) != tot_len - u->ihl)
-		return -1;
-	u->saddr = ip.saddr;
-	u->daddr = ip.daddr;
-	u->sport = udp.source;
-	u->dport = udp.dest;
-	u->payload_off = u->l4_off + sizeof(udp);
-	u->payload_len = tot_len - u->ihl - sizeof(udp);
+	u->saddr = ip->saddr;
+	u->daddr = ip->daddr;
+	u->sport = udp->source;
+	u->dport = udp->dest;
+	u->payload_off = u->l4_off + sizeof(*udp);
+	u->payload_len = tot_len - u->ihl - sizeof(*udp);
 	return 0;
 }
 
@@ -143,8 +158,11 @@ struct xdp_udp4_csum_hdr {
  * payload is payload[0 .. len). payload: map memory (bpf_csum_diff() reads
  * it), with round_up(len, 4) readable bytes of which those past len are
  * zero. len: 1..XDP_REPLY_MAX_PAYLOAD, best a compile-time constant.
- * Returns 0 (return XDP_TX next) or -1 (frame could not be resized: drop). */
-static __always_inline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *u,
+ * Returns 0 (return XDP_TX next) or -1 (frame could not be resized: drop).
+ * A subprogram of its own (static, so the verifier still checks it with the
+ * caller's argument values): its ~110 bytes of headers get their own stack
+ * frame instead of adding to the caller's. */
+static __noinline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *u,
 					  const void *payload, __u32 len)
 {
 	__u32 padded = (len + 3) & ~3U;
@@ -161,7 +179,7 @@ static __always_inline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_u
 
 	if (len == 0 || len > XDP_REPLY_MAX_PAYLOAD || ihl < 20 || ihl > 60)
 		return -1;
-	delta = (int)(u->payload_off + len) - (int)(ctx->data_end - ctx->data);
+	delta = (int)(u->payload_off + len) - (int)xdp_frame_len(ctx);
 	if (delta && bpf_xdp_adjust_tail(ctx, delta))
 		return -1;
 
