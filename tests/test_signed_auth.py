@@ -534,3 +534,13 @@ def test_cli_generate_trust_send_status_revoke(peers, tmp_path):
     keys = json.loads(run_cli("signed-auth", "keys", "--json", check=True).stdout)
     assert [(k["id"], k["state"], k["counters"]["revoked"]) for k in keys] == [(7, "revoked", 1)]
     run_cli("unload", SPEC.name, check=True)
+
+
+def test_kfunc_dispatch_registers_only_where_the_kernel_has_it(xdp):
+    """trust() hands the key to p256_kfunc_setup too; on a kernel without the
+    signature kfuncs that reports -EOPNOTSUPP and the pure-BPF path verifies
+    (every other test here); with them, the kernel context is registered."""
+    from cryptbpf import kernel
+    has = kernel.has("kfunc_sig_verify_v8") or kernel.has("kfunc_ecdsa_v1")
+    assert sa._kfunc_register(xdp, BOB, point(KEYS["bob"])) == has
+    assert sa._kfunc_register(xdp, 1000, point(KEYS["bob"])) is False   # beyond p256_kctxs
