@@ -320,6 +320,33 @@ def test_ipv6_fragments_lengths_and_long_chains(prog):
     assert st["passed"] == 0
 
 
+def test_xdp_and_userspace_checks_agree(prog):
+    """Random mutations of valid datagrams (a byte changed anywhere, cut,
+    extended): the XDP verdict equals the receiver's own check
+    (cas.parse_datagram), so the two layers enforce one rule."""
+    rng = random.Random(66)
+    enc = cas.encode(rng.randbytes(CHUNK * 3), CHUNK)
+    dgrams = [enc.chunks[i].datagram() for i in enc.order]
+    passed = 0
+    for _ in range(300):
+        d = bytearray(rng.choice(dgrams))
+        kind = rng.randrange(3)
+        if kind == 0:
+            d[rng.randrange(len(d))] ^= 1 << rng.randrange(8)
+        elif kind == 1:
+            del d[rng.randrange(len(d)):]
+        else:
+            d += rng.randbytes(rng.randrange(1, 5))
+        try:
+            c = cas.parse_datagram(bytes(d))
+            ok = c.type != cas.WANT_T
+        except ValueError:
+            ok = False
+        passed += ok
+        assert verdict(prog, frame(bytes(d))) == (XDP_PASS if ok else XDP_DROP), (kind, bytes(d[:40]).hex())
+    assert stats(prog.obj)["passed"] == passed
+
+
 def test_port_knob(load_object):
     requires()
     obj = load_object("content_verifier", udp_port=9999)

@@ -224,12 +224,19 @@ def encode(data: bytes, chunk_size: int) -> Encoded:
 class Tree:
     """What a receiver knows: verified chunks by id, and which ids it still
     waits for, each with the role (level) its position in the tree gives it:
-    -1 for data, n >= 0 for a level-n manifest, None for the root."""
+    -1 for data, n >= 0 for a level-n manifest, None for the root.
 
-    def __init__(self, root: Optional[bytes] = None):
+    Anyone can make a chunk that verifies, so chunks the tree does not (yet)
+    need -- early arrivals before their manifest, or junk -- are kept only up
+    to `max_early` of them: a flood of valid-but-foreign chunks cannot grow
+    the receiver's memory without bound."""
+
+    def __init__(self, root: Optional[bytes] = None, max_early: int = 4096):
         self.store: dict = {}
         self.waiting: dict = {}
         self.root: Optional[bytes] = None
+        self.max_early = max_early
+        self._early = 0
         self._done: set = set()
         if root is not None:
             self.set_root(root)
@@ -238,14 +245,19 @@ class Tree:
         self.root = root
         self._need(root, None)
 
-    def add(self, cid: bytes, content: bytes) -> bool:
-        """Keep a verified chunk; True if it was new."""
+    def add(self, cid: bytes, content: bytes) -> str:
+        """Offer a verified chunk: "new" (kept), "duplicate", or "unwanted"
+        (not needed and the early-arrival buffer is full)."""
         if cid in self.store:
-            return False
+            return "duplicate"
+        if cid not in self.waiting:
+            if self._early >= self.max_early:
+                return "unwanted"
+            self._early += 1
         self.store[cid] = content
         for role in self.waiting.pop(cid, ()):
             self._resolve(cid, role)
-        return True
+        return "new"
 
     @property
     def complete(self) -> bool:
@@ -433,11 +445,14 @@ class Receiver:
             self.report.root = c.id
         if self.report.peer is None or c.id == self.tree.root:
             self.report.peer = addr
-        if not self.tree.add(c.id, c.content):
+        kept = self.tree.add(c.id, c.content)
+        if kept == "duplicate":
             self.report.duplicates += 1
-            return False
-        self.report.verified += 1
-        return True
+        elif kept == "unwanted":
+            self._reject("not part of the file (early-chunk buffer full)")
+        else:
+            self.report.verified += 1
+        return kept == "new"
 
     def _ask(self) -> None:
         if self.report.peer is None:
