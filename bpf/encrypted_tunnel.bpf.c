@@ -1,0 +1,643 @@
+// SPDX-License-Identifier: GPL-2.0
+/* encrypted_tunnel: authenticated, replay-protected IPv4 host-to-host
+ * encryption in TC, with early drops in XDP.
+ *
+ *   tunnel_egress  (TC egress)   packets to a peer -> tail call to the
+ *                                peer suite's seal program
+ *   tunnel_ingress (TC ingress)  tunnel packets from a peer -> tail call
+ *                                to the open program; clear from a peer: drop
+ *   tunnel_xdp     (XDP)         drops what is cheap to reject
+ *   tunnel_{seal,open}_{chacha,cbc}  the suites, one verifier budget each
+ *   tunnel_aes_setup, tunnel_mac_setup (SYSCALL)  key installation
+ *
+ * Wire format and map layout: include/encrypted_tunnel.h. Anything that
+ * cannot be protected is dropped and counted, never sent in clear. */
+#include "cryptbpf.bpf.h"
+#include "kfuncs.bpf.h"
+#include "aes_cbc.bpf.h"
+#include "hmac.bpf.h"
+#include "chacha20_poly1305.bpf.h"
+#include "encrypted_tunnel.h"
+#include "tunnel_pkt.bpf.h"
+#include "tunnel_replay.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+_Static_assert(sizeof(struct tunnel_hdr) == TUNNEL_HDR_LEN, "tunnel_hdr");
+_Static_assert(sizeof(struct tunnel_aad) == TUNNEL_AAD_LEN, "tunnel_aad");
+_Static_assert(TUNNEL_MAX_PEERS * TUNNEL_AES_PER_PEER == TUNNEL_AES_CTXS, "aes table");
+
+/* Result of the last SYSCALL setup run, for status and tests. */
+__s32 setup_status = -ENOENT;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TUNNEL_MAX_PEERS);
+	__type(key, __be32);
+	__type(value, struct tunnel_peer);
+} peers SEC(".maps");
+
+/* No preallocation: a replaced element stays valid for CPUs still using it
+ * (RCU) instead of being recycled at once, see struct tunnel_tx_key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TUNNEL_MAX_PEERS * 2);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tunnel_slot_key);
+	__type(value, struct tunnel_tx_key);
+} tx_keys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, TUNNEL_MAX_PEERS * 2);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tunnel_slot_key);
+	__type(value, struct tunnel_rx_slot);
+} rx_keys SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TUNNEL_STATS_ROWS);
+	__type(key, __u32);
+	__type(value, struct tunnel_stats);
+} stats SEC(".maps");
+
+/* cbc(aes) and ecb(aes) contexts, TUNNEL_AES_PER_PEER per peer index. */
+AES_CTX_MAP(tunnel_aes, TUNNEL_AES_CTXS);
+
+struct tunnel_scratch {
+	struct chacha20_poly1305_ctx aead;
+	struct cryptbpf_hmac_sha256_ctx hmac;
+	__u8 aad[CHACHA20_POLY1305_AAD_MAX];	/* struct tunnel_aad, zero-padded */
+	__u8 csum[TUNNEL_CSUM_CHUNK + 4];
+	__u8 iv[AES_BLOCK_SIZE];		/* clobbered by bpf_crypto */
+	__u8 ivblk[AES_BLOCK_SIZE];
+	__u8 last[AES_BLOCK_SIZE];
+	__u8 mac[HMAC_SHA256_SIZE];
+	__u8 key[TUNNEL_KEY_LEN];
+	__u8 nonce[CHACHA20_NONCE_SIZE];
+	__u8 pad[4];
+	struct bpf_crypto_params params;
+};
+CRYPTBPF_PERCPU_SCRATCH(scratch, struct tunnel_scratch);
+
+static __always_inline struct tunnel_stats *stats_row(__u32 row)
+{
+	return bpf_map_lookup_elem(&stats, &row);
+}
+
+/* Count in `row`, which may be NULL (then nothing is counted). */
+#define COUNT(row, field) do {                                           \
+		struct tunnel_stats *_r = (row);                           \
+		if (_r)                                                     \
+			_r->field++;                                        \
+	} while (0)
+
+/* ---------------------------------------------------------------- SYSCALL */
+
+SEC("syscall")
+int tunnel_aes_setup(struct aes_key_setup *args)
+{
+	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+
+	if (!s)
+		return 0;
+	args->err = aes_ctx_install(&tunnel_aes, args, &s->params);
+	setup_status = args->err;
+	return 0;
+}
+
+/* HMAC-SHA256 key -> the two pad states tx_keys/rx_keys hold, so packets
+ * pay no key setup. The key passes through scratch and is wiped. */
+SEC("syscall")
+int tunnel_mac_setup(struct tunnel_mac_setup *args)
+{
+	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+
+	if (!s)
+		return 0;
+	__builtin_memcpy(s->key, args->key, TUNNEL_KEY_LEN);
+	args->err = hmac_sha256_init(&s->hmac, s->key, TUNNEL_KEY_LEN);
+	__builtin_memcpy(args->istate, s->hmac.key.istate, sizeof(args->istate));
+	__builtin_memcpy(args->ostate, s->hmac.key.ostate, sizeof(args->ostate));
+	__builtin_memset(s->key, 0, sizeof(s->key));
+	__builtin_memset(&s->hmac, 0, sizeof(s->hmac));
+	setup_status = args->err;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- seal */
+
+/* Lives on the caller's stack (it holds map pointers, which cannot be
+ * stored in map memory); kept small: the caller's frame plus the AEAD's
+ * deepest call chain must fit in 512 bytes. */
+struct seal_ctx {
+	struct tunnel_stats *st;
+	struct tunnel_tx_key *tx;
+	__u32 index, slot;
+	__u32 len;			/* original IP payload length */
+	__u32 field;			/* deferred checksum field after growth; 0: none */
+};
+
+/* Checks, counter, inner checksum, then the new header in front: IPv4
+ * (protocol TUNNEL_IPPROTO, total length + grow) and tunnel_hdr; the tail
+ * grows by grow - TUNNEL_HDR_LEN and next_proto is written after the
+ * payload. s->aad is filled. Returns TC_ACT_OK to go on, or a verdict. */
+static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c,
+				      struct tunnel_scratch *s, __u8 suite, __u32 grow)
+{
+	struct tunnel_aad *aad = (struct tunnel_aad *)s->aad;
+	struct tunnel_partial p;
+	struct tunnel_peer *peer;
+	struct tunnel_slot_key k;
+	__u32 tot, mtu = 0;
+	struct iphdr ip;
+	__u64 ctr;
+
+	if (bpf_skb_load_bytes(skb, TUNNEL_L3_OFF, &ip, sizeof(ip)))
+		return TC_ACT_SHOT;
+	peer = bpf_map_lookup_elem(&peers, &ip.daddr);
+	if (!peer)
+		return TC_ACT_SHOT;	/* removed since the dispatcher looked */
+	c->index = peer->index;
+	c->slot = peer->tx_slot & 1;
+	c->st = stats_row(c->index);
+	if (ip.ihl != 5 || skb->gso_size) {
+		COUNT(c->st, unsupported);
+		return TC_ACT_SHOT;
+	}
+	tot = bpf_ntohs(ip.tot_len);
+	if (ip.version != 4 || tot < TUNNEL_IP_HLEN || tot + TUNNEL_L3_OFF != skb->len) {
+		COUNT(c->st, malformed);
+		return TC_ACT_SHOT;
+	}
+	c->len = tot - TUNNEL_IP_HLEN;
+	if (bpf_check_mtu(skb, 0, &mtu, grow, 0)) {
+		COUNT(c->st, too_big);
+		return TC_ACT_SHOT;
+	}
+	k.peer = ip.daddr;
+	k.slot = c->slot;
+	c->tx = bpf_map_lookup_elem(&tx_keys, &k);
+	if (!c->tx) {
+		COUNT(c->st, no_key);
+		return TC_ACT_SHOT;
+	}
+	ctr = __sync_fetch_and_add(&c->tx->counter, 1);
+	if (ctr >= TUNNEL_COUNTER_LIMIT) {
+		COUNT(c->st, counter_exhausted);
+		return TC_ACT_SHOT;
+	}
+
+	c->field = 0;
+	if (tunnel_get_partial(skb, &p)) {
+		if (p.start != TUNNEL_HDR_OFF || p.field + 2 > TUNNEL_HDR_OFF + c->len) {
+			COUNT(c->st, unsupported);
+			return TC_ACT_SHOT;
+		}
+		if (tunnel_finish_inner_csum(skb, s->csum, &p, TUNNEL_HDR_OFF + c->len))
+			goto err;
+		c->field = p.field + TUNNEL_HDR_LEN;
+	}
+
+	aad->saddr = ip.saddr;
+	aad->daddr = ip.daddr;
+	aad->ip_id = ip.id;
+	aad->frag_off = ip.frag_off;
+	aad->hdr.version = TUNNEL_VERSION;
+	aad->hdr.suite = suite;
+	aad->hdr.key_id = c->tx->key_id;
+	aad->hdr.flags = 0;
+	aad->hdr.counter_hi = bpf_htonl(ctr >> 32);
+	aad->hdr.counter_lo = bpf_htonl((__u32)ctr);
+
+	/* Room after the Ethernet header, then the IPv4 header in front of
+	 * it: bytes from offset 14 on keep their place in memory, so the
+	 * payload (and a deferred checksum's csum_start) stay put. */
+	if (bpf_skb_adjust_room(skb, TUNNEL_HDR_LEN, BPF_ADJ_ROOM_MAC, 0) ||
+	    tunnel_store_ip(skb, &ip, TUNNEL_IPPROTO, tot + grow) ||
+	    bpf_skb_store_bytes(skb, TUNNEL_HDR_OFF, &aad->hdr, TUNNEL_HDR_LEN, 0) ||
+	    bpf_skb_change_tail(skb, TUNNEL_L3_OFF + tot + grow, 0) ||
+	    bpf_skb_store_bytes(skb, TUNNEL_DATA_OFF + c->len, &ip.protocol, 1, 0))
+		goto err;
+	return TC_ACT_OK;
+err:
+	COUNT(c->st, errors);
+	return TC_ACT_SHOT;
+}
+
+/* csum_fix, counters. */
+static __noinline int seal_finish(struct __sk_buff *skb, struct seal_ctx *c,
+				       struct tunnel_scratch *s)
+{
+	if (c->field) {
+		int r = tunnel_set_csum_fix(skb, s->csum, TUNNEL_DATA_OFF, c->field, skb->len);
+
+		if (r) {
+			if (r > 0)
+				COUNT(c->st, csum_collision);
+			else
+				COUNT(c->st, errors);
+			return TC_ACT_SHOT;
+		}
+	}
+	if (c->st) {
+		c->st->tx_packets++;
+		c->st->tx_bytes += c->len;
+	}
+	return TC_ACT_OK;
+}
+
+/* nonce = 32 zero bits || 64-bit counter, big-endian, as in the header */
+static __always_inline void tunnel_nonce(struct tunnel_scratch *s)
+{
+	const struct tunnel_hdr *h = &((struct tunnel_aad *)s->aad)->hdr;
+
+	__builtin_memset(s->nonce, 0, 4);
+	__builtin_memcpy(s->nonce + 4, &h->counter_hi, 8);
+}
+
+SEC("tc")
+int tunnel_seal_chacha(struct __sk_buff *skb)
+{
+	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct seal_ctx c;
+	int v;
+
+	if (!s)
+		return TC_ACT_SHOT;
+	v = seal_begin(skb, &c, s, TUNNEL_SUITE_CHACHA20_POLY1305, TUNNEL_OVERHEAD_CHACHA);
+	if (v != TC_ACT_OK)
+		return v;
+	tunnel_nonce(s);
+	if (chacha20_poly1305_seal_skb(&s->aead, c.tx->key, s->nonce, s->aad, TUNNEL_AAD_LEN,
+				       skb, TUNNEL_DATA_OFF, TUNNEL_DATA_OFF, c.len + 1)) {
+		COUNT(c.st, errors);
+		return TC_ACT_SHOT;
+	}
+	return seal_finish(skb, &c, s);
+}
+
+/* One AES block of map memory in place with an ecb(aes) context. */
+static __always_inline int tunnel_aes_block(struct bpf_crypto_ctx *ctx, __u8 *blk)
+{
+	struct bpf_dynptr d;
+
+	if (bpf_dynptr_from_mem(blk, AES_BLOCK_SIZE, 0, &d))
+		return -EINVAL;
+	return bpf_crypto_encrypt(ctx, &d, &d, NULL);
+}
+
+/* CBC IV = AES-ECB(iv key, tunnel_hdr || 0^32): unpredictable without the
+ * key, never repeats under it (the counter is in the block). Left in s->iv
+ * (which bpf_crypto then clobbers). */
+static __always_inline int tunnel_cbc_iv(struct bpf_crypto_ctx *ecb, struct tunnel_scratch *s)
+{
+	__builtin_memset(s->ivblk, 0, AES_BLOCK_SIZE);
+	__builtin_memcpy(s->ivblk, &((struct tunnel_aad *)s->aad)->hdr, TUNNEL_HDR_LEN);
+	if (tunnel_aes_block(ecb, s->ivblk))
+		return -1;
+	__builtin_memcpy(s->iv, s->ivblk, AES_BLOCK_SIZE);
+	return 0;
+}
+
+static __always_inline __u32 aes_index(__u32 peer, __u32 dir, __u32 slot, __u32 ecb)
+{
+	return peer * TUNNEL_AES_PER_PEER + dir * 4 + slot * 2 + ecb;
+}
+
+/* HMAC-SHA256(aad || sealed bytes at [TUNNEL_DATA_OFF, + len)) into s->mac. */
+static __always_inline int tunnel_mac(struct __sk_buff *skb, struct tunnel_scratch *s,
+				      const __u32 *istate, __u32 len)
+{
+	hmac_sha256_start(&s->hmac, (const struct cryptbpf_hmac_sha256_key *)istate);
+	if (hmac_sha256_update(&s->hmac, s->aad, TUNNEL_AAD_LEN) ||
+	    hmac_sha256_update_skb(&s->hmac, skb, TUNNEL_DATA_OFF, len))
+		return -1;
+	return 0;
+}
+
+SEC("tc")
+int tunnel_seal_cbc(struct __sk_buff *skb)
+{
+	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct bpf_crypto_ctx *cbc, *ecb;
+	struct seal_ctx c;
+	__u8 pad[AES_BLOCK_SIZE];
+	__u32 len, npad, sealed;
+	__be16 tot;
+	int v;
+
+	if (!s)
+		return TC_ACT_SHOT;
+	/* padding depends on the payload length: peek at it first */
+	if (bpf_skb_load_bytes(skb, TUNNEL_L3_OFF + offsetof(struct iphdr, tot_len), &tot, 2))
+		return TC_ACT_SHOT;
+	len = bpf_ntohs(tot) - TUNNEL_IP_HLEN;
+	npad = AES_BLOCK_SIZE - ((len + TUNNEL_NEXT_LEN) & (AES_BLOCK_SIZE - 1));
+	v = seal_begin(skb, &c, s, TUNNEL_SUITE_AES256_CBC_HMAC_SHA256,
+		       TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN + npad);
+	if (v != TC_ACT_OK)
+		return v;
+	sealed = c.len + TUNNEL_NEXT_LEN + npad;
+	npad &= 0x1f;	/* verifier: [1, 16] by construction */
+	if (npad < 1 || npad > AES_BLOCK_SIZE)
+		goto err;
+	__builtin_memset(pad, npad, sizeof(pad));
+	if (bpf_skb_store_bytes(skb, TUNNEL_DATA_OFF + c.len + TUNNEL_NEXT_LEN, pad, npad, 0))
+		goto err;
+	cbc = aes_ctx_get(&tunnel_aes, aes_index(c.index, 0, c.slot, 0));
+	ecb = aes_ctx_get(&tunnel_aes, aes_index(c.index, 0, c.slot, 1));
+	if (!cbc || !ecb) {
+		COUNT(c.st, no_key);
+		return TC_ACT_SHOT;
+	}
+	if (tunnel_cbc_iv(ecb, s) ||
+	    aes_cbc_skb(cbc, skb, TUNNEL_DATA_OFF, sealed, s->iv, false) ||
+	    tunnel_mac(skb, s, c.tx->mac_istate, sealed))
+		goto err;
+	hmac_sha256_final(&s->hmac, s->mac);
+	if (bpf_skb_store_bytes(skb, TUNNEL_DATA_OFF + sealed, s->mac, TUNNEL_TAG_LEN, 0))
+		goto err;
+	return seal_finish(skb, &c, s);
+err:
+	COUNT(c.st, errors);
+	return TC_ACT_SHOT;
+}
+
+/* ---------------------------------------------------------------- open */
+
+struct open_ctx {
+	struct iphdr ip;
+	struct tunnel_stats *st;
+	struct tunnel_rx_slot *rx;
+	__u32 index, slot;
+	__u32 sealed;			/* sealed bytes (after the header, before the tag) */
+	__u64 ctr;
+};
+
+/* Header checks, key slot, replay pre-check; fills s->aad. */
+static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c,
+				      struct tunnel_scratch *s, __u8 suite)
+{
+	struct tunnel_aad *aad = (struct tunnel_aad *)s->aad;
+	struct tunnel_peer *peer;
+	struct tunnel_slot_key k;
+	__u32 tot;
+
+	if (bpf_skb_load_bytes(skb, TUNNEL_L3_OFF, &c->ip, sizeof(c->ip)))
+		return TC_ACT_SHOT;
+	peer = bpf_map_lookup_elem(&peers, &c->ip.saddr);
+	if (!peer)
+		return TC_ACT_SHOT;
+	c->index = peer->index;
+	c->st = stats_row(c->index);
+	tot = bpf_ntohs(c->ip.tot_len);
+	if (c->ip.version != 4 || c->ip.ihl != 5 || c->ip.protocol != TUNNEL_IPPROTO ||
+	    tot + TUNNEL_L3_OFF != skb->len ||
+	    tot < TUNNEL_IP_HLEN + TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN ||
+	    bpf_skb_load_bytes(skb, TUNNEL_HDR_OFF, &aad->hdr, TUNNEL_HDR_LEN) ||
+	    aad->hdr.version != TUNNEL_VERSION) {
+		COUNT(c->st, malformed);
+		return TC_ACT_SHOT;
+	}
+	c->sealed = tot - TUNNEL_IP_HLEN - TUNNEL_FIXED_OVERHEAD;
+	c->slot = aad->hdr.key_id & 1;
+	k.peer = c->ip.saddr;
+	k.slot = c->slot;
+	c->rx = bpf_map_lookup_elem(&rx_keys, &k);
+	if (aad->hdr.suite != suite || !c->rx || c->rx->key.key_id != aad->hdr.key_id) {
+		COUNT(c->st, unknown_key);
+		return TC_ACT_SHOT;
+	}
+	c->ctr = (__u64)bpf_ntohl(aad->hdr.counter_hi) << 32 | bpf_ntohl(aad->hdr.counter_lo);
+	if (replay_refused(&c->rx->replay, c->ctr)) {
+		COUNT(c->st, replayed);
+		return TC_ACT_SHOT;
+	}
+	aad->saddr = c->ip.saddr;
+	aad->daddr = c->ip.daddr;
+	aad->ip_id = c->ip.id;
+	aad->frag_off = c->ip.frag_off;
+	return TC_ACT_OK;
+}
+
+/* Authenticated: accept the counter once, then restore the original
+ * packet: IPv4 header (next_proto, length, checksum) where it was, the
+ * tunnel header and everything after the payload removed. */
+static __noinline int open_finish(struct __sk_buff *skb, struct open_ctx *c, __u32 inner)
+{
+	__u8 next;
+
+	if (!replay_commit(c->rx, c->ctr, bpf_ktime_get_ns())) {
+		COUNT(c->st, replayed);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + inner, &next, 1) ||
+	    bpf_skb_adjust_room(skb, -TUNNEL_HDR_LEN, BPF_ADJ_ROOM_MAC, 0) ||
+	    tunnel_store_ip(skb, &c->ip, next, TUNNEL_IP_HLEN + inner) ||
+	    bpf_skb_change_tail(skb, TUNNEL_HDR_OFF + inner, 0)) {
+		COUNT(c->st, errors);
+		return TC_ACT_SHOT;
+	}
+	if (c->st) {
+		c->st->rx_packets++;
+		c->st->rx_bytes += inner;
+	}
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int tunnel_open_chacha(struct __sk_buff *skb)
+{
+	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct open_ctx c;
+	int v;
+
+	if (!s)
+		return TC_ACT_SHOT;
+	v = open_begin(skb, &c, s, TUNNEL_SUITE_CHACHA20_POLY1305);
+	if (v != TC_ACT_OK)
+		return v;
+	tunnel_nonce(s);
+	v = chacha20_poly1305_open_skb(&s->aead, c.rx->key.key, s->nonce, s->aad, TUNNEL_AAD_LEN,
+				       skb, TUNNEL_DATA_OFF, TUNNEL_DATA_OFF, c.sealed);
+	if (v) {
+		if (v == -CHACHA20_POLY1305_EBADMSG)
+			COUNT(c.st, auth_failed);
+		else
+			COUNT(c.st, errors);
+		return TC_ACT_SHOT;
+	}
+	return open_finish(skb, &c, c.sealed - TUNNEL_NEXT_LEN);
+}
+
+SEC("tc")
+int tunnel_open_cbc(struct __sk_buff *skb)
+{
+	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct bpf_crypto_ctx *cbc, *ecb;
+	struct open_ctx c;
+	__u32 npad;
+	int v;
+
+	if (!s)
+		return TC_ACT_SHOT;
+	v = open_begin(skb, &c, s, TUNNEL_SUITE_AES256_CBC_HMAC_SHA256);
+	if (v != TC_ACT_OK)
+		return v;
+	if (c.sealed < AES_BLOCK_SIZE || (c.sealed & (AES_BLOCK_SIZE - 1))) {
+		COUNT(c.st, malformed);
+		return TC_ACT_SHOT;
+	}
+	/* encrypt-then-MAC: verify (constant time) before touching the CBC */
+	if (tunnel_mac(skb, s, c.rx->key.mac_istate, c.sealed))
+		goto err;
+	if (!hmac_sha256_verify_skb(&s->hmac, skb, TUNNEL_DATA_OFF + c.sealed, TUNNEL_TAG_LEN)) {
+		COUNT(c.st, auth_failed);
+		return TC_ACT_SHOT;
+	}
+	cbc = aes_ctx_get(&tunnel_aes, aes_index(c.index, 1, c.slot, 0));
+	ecb = aes_ctx_get(&tunnel_aes, aes_index(c.index, 1, c.slot, 1));
+	if (!cbc || !ecb) {
+		COUNT(c.st, unknown_key);
+		return TC_ACT_SHOT;
+	}
+	if (tunnel_cbc_iv(ecb, s) ||
+	    aes_cbc_skb(cbc, skb, TUNNEL_DATA_OFF, c.sealed, s->iv, true) ||
+	    bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + c.sealed - AES_BLOCK_SIZE, s->last,
+			       AES_BLOCK_SIZE))
+		goto err;
+	/* Only the peer can produce a valid MAC, so bad padding means a
+	 * broken peer; it is counted and dropped like a forgery, on the
+	 * same counter, and nothing about it is observable from outside. */
+	npad = aes_pkcs7_check(s->last);
+	if (!npad || npad + TUNNEL_NEXT_LEN > c.sealed) {
+		COUNT(c.st, auth_failed);
+		return TC_ACT_SHOT;
+	}
+	return open_finish(skb, &c, c.sealed - npad - TUNNEL_NEXT_LEN);
+err:
+	COUNT(c.st, errors);
+	return TC_ACT_SHOT;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, TUNNEL_PROG_SLOTS);
+	__type(key, __u32);
+	__array(values, int (void *));
+} tunnel_progs SEC(".maps") = {
+	.values = {
+		[TUNNEL_SUITE_CHACHA20_POLY1305 * 2 + TUNNEL_DIR_SEAL] = (void *)&tunnel_seal_chacha,
+		[TUNNEL_SUITE_CHACHA20_POLY1305 * 2 + TUNNEL_DIR_OPEN] = (void *)&tunnel_open_chacha,
+		[TUNNEL_SUITE_AES256_CBC_HMAC_SHA256 * 2 + TUNNEL_DIR_SEAL] = (void *)&tunnel_seal_cbc,
+		[TUNNEL_SUITE_AES256_CBC_HMAC_SHA256 * 2 + TUNNEL_DIR_OPEN] = (void *)&tunnel_open_cbc,
+	},
+};
+
+static __always_inline __u32 suite_prog(const struct tunnel_peer *peer, __u32 dir)
+{
+	return (peer->suite & 3) * 2 + dir;
+}
+
+SEC("tc")
+int tunnel_egress(struct __sk_buff *skb)
+{
+	struct tunnel_peer *peer;
+	__be32 daddr;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP) ||
+	    bpf_skb_load_bytes(skb, TUNNEL_L3_OFF + offsetof(struct iphdr, daddr), &daddr, 4))
+		return TC_ACT_OK;
+	peer = bpf_map_lookup_elem(&peers, &daddr);
+	if (!peer)
+		return TC_ACT_OK;	/* not a peer: untouched */
+	bpf_tail_call(skb, &tunnel_progs, suite_prog(peer, TUNNEL_DIR_SEAL));
+	COUNT(stats_row(peer->index), errors);	/* no program for the suite */
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int tunnel_ingress(struct __sk_buff *skb)
+{
+	struct tunnel_peer *peer;
+	struct iphdr ip;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP) ||
+	    bpf_skb_load_bytes(skb, TUNNEL_L3_OFF, &ip, sizeof(ip)))
+		return TC_ACT_OK;
+	peer = bpf_map_lookup_elem(&peers, &ip.saddr);
+	if (ip.protocol != TUNNEL_IPPROTO) {
+		if (!peer)
+			return TC_ACT_OK;	/* not a peer: untouched */
+		COUNT(stats_row(peer->index), clear_from_peer);
+		return TC_ACT_SHOT;
+	}
+	if (!peer) {
+		COUNT(stats_row(TUNNEL_NO_PEER_ROW), not_peer);
+		return TC_ACT_SHOT;
+	}
+	bpf_tail_call(skb, &tunnel_progs, suite_prog(peer, TUNNEL_DIR_OPEN));
+	COUNT(stats_row(peer->index), errors);
+	return TC_ACT_SHOT;
+}
+
+/* ---------------------------------------------------------------- XDP */
+
+SEC("xdp")
+int tunnel_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct tunnel_slot_key k;
+	struct tunnel_rx_slot *rx;
+	struct tunnel_stats *st;
+	struct tunnel_peer *peer;
+	struct tunnel_hdr *h;
+	struct iphdr *ip;
+	__u64 ctr, top;
+	__u32 tot;
+
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end)
+		return XDP_PASS;
+	peer = bpf_map_lookup_elem(&peers, &ip->saddr);
+	if (ip->protocol != TUNNEL_IPPROTO) {
+		if (!peer)
+			return XDP_PASS;
+		COUNT(stats_row(peer->index), xdp_clear_from_peer);
+		return XDP_DROP;
+	}
+	if (!peer) {
+		COUNT(stats_row(TUNNEL_NO_PEER_ROW), xdp_not_peer);
+		return XDP_DROP;
+	}
+	st = stats_row(peer->index);
+	h = (void *)(ip + 1);
+	tot = bpf_ntohs(ip->tot_len);
+	if ((void *)(h + 1) > end || ip->version != 4 || ip->ihl != 5 ||
+	    tot < TUNNEL_IP_HLEN + TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN ||
+	    (void *)ip + tot != end || h->version != TUNNEL_VERSION) {
+		COUNT(st, xdp_malformed);
+		return XDP_DROP;
+	}
+	k.peer = ip->saddr;
+	k.slot = h->key_id & 1;
+	rx = bpf_map_lookup_elem(&rx_keys, &k);
+	if (h->suite != peer->suite || !rx || rx->key.key_id != h->key_id) {
+		COUNT(st, xdp_unknown_key);
+		return XDP_DROP;
+	}
+	ctr = (__u64)bpf_ntohl(h->counter_hi) << 32 | bpf_ntohl(h->counter_lo);
+	top = READ_ONCE(rx->replay.top);
+	if (top > ctr && top - ctr > TUNNEL_REPLAY_WINDOW) {
+		COUNT(st, xdp_stale);
+		return XDP_DROP;
+	}
+	return XDP_PASS;
+}

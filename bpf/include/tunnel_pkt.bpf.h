@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* encrypted_tunnel: packet layout, IPv4 header rewriting and the Internet
+ * checksum work that CHECKSUM_PARTIAL packets need (kernel side only).
+ *
+ * Offsets are relative to the start of the frame (the Ethernet header) as
+ * TC sees it; only IPv4 headers without options are handled, so every
+ * offset is a constant:
+ *
+ *   14: IPv4 header   34: tunnel_hdr   46: sealed bytes
+ */
+#pragma once
+
+#include "cryptbpf.bpf.h"
+#include "kfuncs.bpf.h"
+#include "encrypted_tunnel.h"
+
+#define TUNNEL_L3_OFF   14
+#define TUNNEL_HDR_OFF  (TUNNEL_L3_OFF + TUNNEL_IP_HLEN)	/* 34 */
+#define TUNNEL_DATA_OFF (TUNNEL_HDR_OFF + TUNNEL_HDR_LEN)	/* 46 */
+/* sealed packets: the fixed part of what follows the IPv4 header */
+#define TUNNEL_FIXED_OVERHEAD (TUNNEL_HDR_LEN + TUNNEL_TAG_LEN + TUNNEL_CSUM_LEN)
+
+#define TUNNEL_CSUM_CHUNK 256	/* bytes per bpf_csum_diff() call (limit: 512) */
+
+#ifndef CHECKSUM_PARTIAL
+#define CHECKSUM_PARTIAL 3
+#endif
+
+/* Fold a sum of 16-bit words to 16 bits (end-around carry), not inverted. */
+static __always_inline __u32 tunnel_fold(__u64 sum)
+{
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u32)sum & 0xffff;
+}
+
+/* One's complement a + b (16-bit values). */
+static __always_inline __u32 tunnel_csum_add(__u32 a, __u32 b)
+{
+	return tunnel_fold((__u64)a + b);
+}
+
+/* Header checksum of a 20-byte IPv4 header (its check field is ignored). */
+static __always_inline __u16 tunnel_ip_csum(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u64 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < TUNNEL_IP_HLEN / 2; i++)
+		if (i != 5)	/* the check field */
+			sum += w[i];
+	return ~tunnel_fold(sum) & 0xffff;
+}
+
+/* Store a rewritten copy of `ip` (protocol, total length) at offset 14
+ * with a fresh header checksum. */
+static __always_inline int tunnel_store_ip(struct __sk_buff *skb, const struct iphdr *ip,
+					   __u8 protocol, __u32 tot_len)
+{
+	struct iphdr out = *ip;
+
+	out.protocol = protocol;
+	out.tot_len = bpf_htons(tot_len);
+	out.check = tunnel_ip_csum(&out);
+	return bpf_skb_store_bytes(skb, TUNNEL_L3_OFF, &out, sizeof(out), 0);
+}
+
+/* ---- Internet checksum over packet bytes ---- */
+
+struct tunnel_csum_io {
+	struct __sk_buff *skb;
+	__u8 *buf;		/* map memory, TUNNEL_CSUM_CHUNK + 4 bytes */
+	__u32 off;
+	__u32 len;
+	__u64 sum;
+};
+
+/* n in [1, TUNNEL_CSUM_CHUNK] as a value the verifier can bound (see
+ * chacha20_len_1_to: the empty asm keeps clang from folding the mask). */
+static __always_inline __u32 tunnel_chunk_len(__u32 n)
+{
+	__u64 m = n - 1;
+
+	asm volatile("" : "+r"(m));
+	return (__u32)(m & (TUNNEL_CSUM_CHUNK - 1)) + 1;
+}
+
+/* bpf_loop body: add chunk idx (256 bytes, the last one shorter and
+ * zero-padded to a multiple of 4, as bpf_csum_diff needs). Chunks start at
+ * even offsets from the region start, so the 16-bit words line up. */
+static long tunnel_csum_cb(__u64 idx, void *ctx)
+{
+	struct tunnel_csum_io *io = ctx;
+	__u32 pos = idx * TUNNEL_CSUM_CHUNK, n, n4;
+	__s64 s;
+
+	n = io->len - pos;
+	if (n > TUNNEL_CSUM_CHUNK)
+		n = TUNNEL_CSUM_CHUNK;
+	n = tunnel_chunk_len(n);
+	if (bpf_skb_load_bytes(io->skb, io->off + pos, io->buf, n))
+		return 1;
+	n4 = (n + 3) & ~3U;
+	/* n <= 256 and n4 <= 259 here: the buffer has 260 bytes */
+	for (__u32 k = 0; k < 3; k++)
+		if (n + k < n4)
+			io->buf[n + k] = 0;
+	s = bpf_csum_diff(NULL, 0, (void *)io->buf, n4, 0);
+	if (s < 0)
+		return 1;
+	io->sum += (__u32)s;
+	return 0;
+}
+
+/* Folded (not inverted) 16-bit one's complement sum of skb bytes
+ * [off, off + len), len <= 65535; returns < 0 on error. */
+static __always_inline int tunnel_csum_skb(struct __sk_buff *skb, __u8 *buf,
+					   __u32 off, __u32 len)
+{
+	struct tunnel_csum_io io = { .skb = skb, .buf = buf, .off = off, .len = len };
+	__u32 chunks = (len + TUNNEL_CSUM_CHUNK - 1) / TUNNEL_CSUM_CHUNK;
+
+	if (len > 0xffff)
+		return -1;
+	if (bpf_loop(chunks, tunnel_csum_cb, &io, 0) != chunks)
+		return -1;
+	return tunnel_fold(io.sum);
+}
+
+/* ---- CHECKSUM_PARTIAL ----
+ * Locally generated TCP (and offloaded UDP) leaves the L4 checksum to the
+ * device: the field holds only the pseudo-header sum, and after TC either
+ * the NIC or skb_checksum_help() (device without checksum offload) writes
+ * ~sum(bytes from csum_start to the end) at csum_start + csum_offset. BPF
+ * cannot clear that request, and those positions are inside our sealed
+ * bytes after encryption. So the sender (1) finishes the inner checksum
+ * itself before sealing, exactly as skb_checksum_help() would, and (2)
+ * after sealing sets csum_fix so that the deferred computation writes back
+ * the two bytes that are already there. */
+
+struct tunnel_partial {
+	__u32 start;	/* csum_start, as an offset from the frame start */
+	__u32 field;	/* csum_start + csum_offset */
+};
+
+/* 1 if the skb carries a deferred checksum (fills p), else 0. */
+static __always_inline int tunnel_get_partial(struct __sk_buff *skb, struct tunnel_partial *p)
+{
+	struct sk_buff *k;
+
+	if (!bpf_ksym_exists(bpf_cast_to_kern_ctx))
+		return 0;
+	k = bpf_cast_to_kern_ctx(skb);
+	if (BPF_CORE_READ_BITFIELD(k, ip_summed) != CHECKSUM_PARTIAL)
+		return 0;
+	p->start = k->csum_start - (__u32)(k->data - k->head);
+	p->field = p->start + k->csum_offset;
+	return 1;
+}
+
+/* What skb_checksum_help() writes: csum_fold(sum) ?: CSUM_MANGLED_0. */
+static __always_inline __u16 tunnel_csum_final(__u32 folded)
+{
+	__u16 v = ~folded & 0xffff;
+
+	return v ? v : 0xffff;
+}
+
+/* (1) Finish the inner L4 checksum over [p->start, end) in place. */
+static __always_inline int tunnel_finish_inner_csum(struct __sk_buff *skb, __u8 *buf,
+						    const struct tunnel_partial *p, __u32 end)
+{
+	int sum = tunnel_csum_skb(skb, buf, p->start, end - p->start);
+	__u16 v;
+
+	if (sum < 0)
+		return -1;
+	v = tunnel_csum_final(sum);
+	return bpf_skb_store_bytes(skb, p->field, &v, sizeof(v), 0);
+}
+
+/* (2) csum_fix for the sealed packet: region [start, end) with csum_fix
+ * (its last two bytes) still zero; C = the two bytes at `field`. The
+ * deferred computation writes ~fold(S + F) at field; we need that to be C,
+ * so F = ~C - S in one's complement. F's bytes sit at an odd distance from
+ * start when the region length is odd: then they pair the other way round.
+ * Returns 1 when no F works (C == 0: the kernel would write 0xffff). */
+static __always_inline int tunnel_set_csum_fix(struct __sk_buff *skb, __u8 *buf,
+					       __u32 start, __u32 field, __u32 end)
+{
+	int sum = tunnel_csum_skb(skb, buf, start, end - start);
+	__u16 c, fix;
+
+	if (sum < 0 || bpf_skb_load_bytes(skb, field, &c, sizeof(c)))
+		return -1;
+	if (c == 0)
+		return 1;
+	fix = tunnel_csum_add(~c & 0xffff, ~sum & 0xffff);
+	if ((end - start) & 1)
+		fix = __builtin_bswap16(fix);
+	return bpf_skb_store_bytes(skb, end - TUNNEL_CSUM_LEN, &fix, sizeof(fix), 0) ? -1 : 0;
+}
