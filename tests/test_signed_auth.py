@@ -27,7 +27,7 @@ from scapy.layers.inet import IP, UDP, IPOption_NOP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
-from cryptbpf import lifecycle, signing
+from cryptbpf import lifecycle, pins, signing
 from cryptbpf.errors import CryptbpfError
 from cryptbpf.headers import Layout
 from cryptbpf.netns import inside, ip
@@ -409,7 +409,7 @@ def peers(veth_pair):
     p = Peers(veth_pair)
     yield p
     p.close()
-    if SPEC.name in [e["program"] for e in lifecycle.status({})]:
+    if pins.is_loaded(SPEC.name):
         lifecycle.unload(SPEC.name)
 
 
@@ -544,3 +544,18 @@ def test_kfunc_dispatch_registers_only_where_the_kernel_has_it(xdp):
     has = kernel.has("kfunc_sig_verify_v8") or kernel.has("kfunc_ecdsa_v1")
     assert sa._kfunc_register(xdp, BOB, point(KEYS["bob"])) == has
     assert sa._kfunc_register(xdp, 1000, point(KEYS["bob"])) is False   # beyond p256_kctxs
+
+
+def test_key_table_full_is_a_clear_error_and_leaves_nothing_behind(xdp):
+    slots = xdp.map("sa_keys").max_entries
+    for kid in range(100, 100 + slots - 1):                  # alice holds one slot
+        sa.trust(xdp, kid, point(KEYS["bob"]))
+    sa.revoke(xdp, 100)                                      # a tombstone still holds its slot
+    with pytest.raises(CryptbpfError, match="no room for another key"):
+        sa.trust(xdp, 999, point(KEYS["bob"]))
+    kid = struct.pack("=I", 999)
+    assert all(xdp.map(m).lookup_raw(kid) is None for m in ("p256_keys", "sa_state", "key_stats", "sa_keys"))
+    sa.revoke(xdp, 100, purge=True)
+    sa.trust(xdp, 999, point(KEYS["bob"]))
+    ret, _ = run(xdp, frame(sign_payload(KEYS["bob"], 999, fresh_seq(), b"fits now")))
+    assert ret == XDP_PASS

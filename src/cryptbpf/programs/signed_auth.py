@@ -13,6 +13,7 @@ window back while the program runs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import struct
@@ -25,7 +26,6 @@ import typer
 from .. import lifecycle, p256
 from ..errors import CryptbpfError
 from ..headers import Layout
-from ..maps import BPF_NOEXIST
 from .base import Hook, ProgramSpec
 
 HEADER = "signed_auth"
@@ -102,12 +102,14 @@ def trust(handle, key_id: int, point: bytes, rate: int = DEFAULT_KEY_RATE,
     kid = _kid(key_id)
     try:
         handle.map("p256_keys").update(k, table)
-        state_size = handle.map("sa_state").value_size
         if fresh:
-            handle.map("sa_state").update(kid, bytes(state_size))
+            handle.map("sa_state").update(kid, bytes(handle.map("sa_state").value_size))
             handle.map("key_stats").update(kid, bytes(L.sizeof(COUNTERS)))
     except CryptbpfError as e:
-        if getattr(e, "errno", 0) == 7:  # E2BIG
+        if old is None:     # leave nothing behind for an id that is not trusted
+            for name in ("p256_keys", "sa_state", "key_stats"):
+                handle.map(name).delete(kid)
+        if getattr(e, "errno", 0) == errno.E2BIG:
             raise CryptbpfError(f"no room for another key (at most "
                                 f"{handle.map('sa_keys').max_entries}); purge a revoked one") from None
         raise
