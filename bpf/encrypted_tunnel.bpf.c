@@ -68,7 +68,10 @@ AES_CTX_MAP(tunnel_aes, TUNNEL_AES_CTXS);
 struct tunnel_scratch {
 	struct chacha20_poly1305_ctx aead;
 	struct cryptbpf_hmac_sha256_ctx hmac;
-	__u8 aad[CHACHA20_POLY1305_AAD_MAX];	/* struct tunnel_aad, zero-padded */
+	union {				/* the AEAD reads AAD_MAX bytes */
+		struct tunnel_aad aad;
+		__u8 aad_buf[CHACHA20_POLY1305_AAD_MAX];
+	};
 	__u8 csum[TUNNEL_CSUM_CHUNK + 4];
 	__u8 iv[AES_BLOCK_SIZE];		/* clobbered by bpf_crypto */
 	__u8 ivblk[AES_BLOCK_SIZE];
@@ -146,7 +149,7 @@ struct seal_ctx {
 static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c,
 				      struct tunnel_scratch *s, __u8 suite, __u32 grow)
 {
-	struct tunnel_aad *aad = (struct tunnel_aad *)s->aad;
+	struct tunnel_aad *aad = &s->aad;
 	struct tunnel_partial p;
 	struct tunnel_peer *peer;
 	struct tunnel_slot_key k;
@@ -251,7 +254,7 @@ static __noinline int seal_finish(struct __sk_buff *skb, struct seal_ctx *c,
 /* nonce = 32 zero bits || 64-bit counter, big-endian, as in the header */
 static __always_inline void tunnel_nonce(struct tunnel_scratch *s)
 {
-	const struct tunnel_hdr *h = &((struct tunnel_aad *)s->aad)->hdr;
+	const struct tunnel_hdr *h = &s->aad.hdr;
 
 	__builtin_memset(s->nonce, 0, 4);
 	__builtin_memcpy(s->nonce + 4, &h->counter_hi, 8);
@@ -270,7 +273,7 @@ int tunnel_seal_chacha(struct __sk_buff *skb)
 	if (v != TC_ACT_OK)
 		return v;
 	tunnel_nonce(s);
-	if (chacha20_poly1305_seal_skb(&s->aead, c.tx->key, s->nonce, s->aad, TUNNEL_AAD_LEN,
+	if (chacha20_poly1305_seal_skb(&s->aead, c.tx->key, s->nonce, s->aad_buf, TUNNEL_AAD_LEN,
 				       skb, TUNNEL_DATA_OFF, TUNNEL_DATA_OFF, c.len + 1)) {
 		COUNT(c.st, errors);
 		return TC_ACT_SHOT;
@@ -294,7 +297,7 @@ static __always_inline int tunnel_aes_block(struct bpf_crypto_ctx *ctx, __u8 *bl
 static __always_inline int tunnel_cbc_iv(struct bpf_crypto_ctx *ecb, struct tunnel_scratch *s)
 {
 	__builtin_memset(s->ivblk, 0, AES_BLOCK_SIZE);
-	__builtin_memcpy(s->ivblk, &((struct tunnel_aad *)s->aad)->hdr, TUNNEL_HDR_LEN);
+	__builtin_memcpy(s->ivblk, &s->aad.hdr, TUNNEL_HDR_LEN);
 	if (tunnel_aes_block(ecb, s->ivblk))
 		return -1;
 	__builtin_memcpy(s->iv, s->ivblk, AES_BLOCK_SIZE);
@@ -311,7 +314,7 @@ static __always_inline int tunnel_mac(struct __sk_buff *skb, struct tunnel_scrat
 				      const __u32 *istate, __u32 len)
 {
 	hmac_sha256_start(&s->hmac, (const struct cryptbpf_hmac_sha256_key *)istate);
-	if (hmac_sha256_update(&s->hmac, s->aad, TUNNEL_AAD_LEN) ||
+	if (hmac_sha256_update(&s->hmac, s->aad_buf, TUNNEL_AAD_LEN) ||
 	    hmac_sha256_update_skb(&s->hmac, skb, TUNNEL_DATA_OFF, len))
 		return -1;
 	return 0;
@@ -380,7 +383,7 @@ struct open_ctx {
 static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c,
 				      struct tunnel_scratch *s, __u8 suite)
 {
-	struct tunnel_aad *aad = (struct tunnel_aad *)s->aad;
+	struct tunnel_aad *aad = &s->aad;
 	struct tunnel_peer *peer;
 	struct tunnel_slot_key k;
 	__u32 tot;
@@ -460,7 +463,7 @@ int tunnel_open_chacha(struct __sk_buff *skb)
 	if (v != TC_ACT_OK)
 		return v;
 	tunnel_nonce(s);
-	v = chacha20_poly1305_open_skb(&s->aead, c.rx->key.key, s->nonce, s->aad, TUNNEL_AAD_LEN,
+	v = chacha20_poly1305_open_skb(&s->aead, c.rx->key.key, s->nonce, s->aad_buf, TUNNEL_AAD_LEN,
 				       skb, TUNNEL_DATA_OFF, TUNNEL_DATA_OFF, c.sealed);
 	if (v) {
 		if (v == -CHACHA20_POLY1305_EBADMSG)
