@@ -33,6 +33,8 @@ COUNTERS = "struct signed_auth_counters"
 DEFAULT_KEY_RATE = 1000     # verifications per second per key
 DEFAULT_KEY_BURST = 100
 NSEC = 1_000_000_000
+# reasons decided before a trusted key is known: never charged to a key
+GLOBAL_ONLY = ("unknown_key", "no_trailer", "short_payload", "malformed", "fragmented", "unsupported")
 
 
 def _layout() -> Layout:
@@ -179,6 +181,8 @@ def keys(handle) -> list[dict]:
         key_id = struct.unpack("=I", kid)[0]
         e = L.unpack("struct signed_auth_key", raw)
         counters = _sum_counters(stats_map.lookup_percpu(kid) or [])
+        for name in GLOBAL_ONLY:
+            counters.pop(name, None)
         st = state_map.lookup(kid)
         replay = L.unpack("struct signed_auth_replay", st[lock:]) if st else {"top": 0}
         out.append({"id": key_id, "state": states.get(e["state"], str(e["state"])),
