@@ -154,78 +154,90 @@ struct xdp_udp4_csum_hdr {
 	struct udphdr udp;      /* with check = 0 */
 };
 
+/* The reply's header buffers live in a per-CPU map, not on the stack: the
+ * callers (crypto work plus SHA-256's own frame) need the stack themselves,
+ * and bpf_csum_diff()/bpf_xdp_load_bytes() take map memory of variable
+ * length without the verifier's uninitialised-stack rules. */
+struct xdp_reply_scratch {
+	__u8 iph[60];                  /* IPv4 header with options */
+	__u8 _pad[4];
+	struct xdp_udp4_csum_hdr ph;
+	struct ethhdr eth;
+	__u8 mac[ETH_ALEN];
+};
+CRYPTBPF_PERCPU_SCRATCH(xdp_reply_scratch, struct xdp_reply_scratch);
+
 /* Turn the request described by u into a reply to its sender whose UDP
  * payload is payload[0 .. len). payload: map memory (bpf_csum_diff() reads
  * it), with round_up(len, 4) readable bytes of which those past len are
  * zero. len: 1..XDP_REPLY_MAX_PAYLOAD, best a compile-time constant.
  * Returns 0 (return XDP_TX next) or -1 (frame could not be resized: drop).
  * A subprogram of its own (static, so the verifier still checks it with the
- * caller's argument values): its ~110 bytes of headers get their own stack
- * frame instead of adding to the caller's. */
+ * caller's argument values). */
 static __noinline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *u,
-					  const void *payload, __u32 len)
+				     const void *payload, __u32 len)
 {
+	struct xdp_reply_scratch *x = cryptbpf_scratch(&xdp_reply_scratch);
 	__u32 padded = (len + 3) & ~3U;
-	struct xdp_udp4_csum_hdr ph = {};
-	struct ethhdr eth;
-	__u8 mac[ETH_ALEN];
-	__u8 iph[60] = {};         /* IPv4 header with options; zeroed: the verifier
-				    * refuses variable-size helper access to
-				    * uninitialised stack */
-	struct iphdr *ip = (struct iphdr *)iph;
+	struct xdp_udp4_csum_hdr *ph;
+	struct iphdr *ip;
 	__u32 ihl = u->ihl;
 	int delta;
 	__s64 sum;
 
-	if (len == 0 || len > XDP_REPLY_MAX_PAYLOAD || ihl < 20 || ihl > 60)
+	if (!x || len == 0 || len > XDP_REPLY_MAX_PAYLOAD || ihl < 20 || ihl > 60)
 		return -1;
+	ph = &x->ph;
+	ip = (struct iphdr *)x->iph;
 	delta = (int)(u->payload_off + len) - (int)xdp_frame_len(ctx);
 	if (delta && bpf_xdp_adjust_tail(ctx, delta))
 		return -1;
 
 	/* Ethernet: back to the sender. */
-	if (bpf_xdp_load_bytes(ctx, 0, &eth, sizeof(eth)))
+	if (bpf_xdp_load_bytes(ctx, 0, &x->eth, sizeof(x->eth)))
 		return -1;
-	__builtin_memcpy(mac, eth.h_dest, ETH_ALEN);
-	__builtin_memcpy(eth.h_dest, eth.h_source, ETH_ALEN);
-	__builtin_memcpy(eth.h_source, mac, ETH_ALEN);
-	if (bpf_xdp_store_bytes(ctx, 0, &eth, sizeof(eth)))
+	__builtin_memcpy(x->mac, x->eth.h_dest, ETH_ALEN);
+	__builtin_memcpy(x->eth.h_dest, x->eth.h_source, ETH_ALEN);
+	__builtin_memcpy(x->eth.h_source, x->mac, ETH_ALEN);
+	if (bpf_xdp_store_bytes(ctx, 0, &x->eth, sizeof(x->eth)))
 		return -1;
 
 	/* IPv4: swap addresses, new length and TTL, checksum over ihl bytes
 	 * (ihl is a multiple of 4 in 20..60, as bpf_csum_diff() requires). */
-	if (bpf_xdp_load_bytes(ctx, u->l3_off, iph, ihl))
+	if (bpf_xdp_load_bytes(ctx, u->l3_off, x->iph, ihl))
 		return -1;
 	ip->saddr = u->daddr;
 	ip->daddr = u->saddr;
 	ip->tot_len = bpf_htons(ihl + sizeof(struct udphdr) + len);
 	ip->ttl = XDP_REPLY_TTL;
 	ip->check = 0;
-	sum = bpf_csum_diff(NULL, 0, (__be32 *)iph, ihl, 0);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)x->iph, ihl, 0);
 	if (sum < 0)
 		return -1;
 	ip->check = xdp_csum_fold(sum);
-	if (bpf_xdp_store_bytes(ctx, u->l3_off, iph, ihl))
+	if (bpf_xdp_store_bytes(ctx, u->l3_off, x->iph, ihl))
 		return -1;
 
 	/* UDP: swapped ports, length, payload, checksum. */
-	ph.saddr = u->daddr;
-	ph.daddr = u->saddr;
-	ph.proto = IPPROTO_UDP_;
-	ph.udp_len = bpf_htons(sizeof(struct udphdr) + len);
-	ph.udp.source = u->dport;
-	ph.udp.dest = u->sport;
-	ph.udp.len = ph.udp_len;
-	sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	ph->saddr = u->daddr;
+	ph->daddr = u->saddr;
+	ph->zero = 0;
+	ph->proto = IPPROTO_UDP_;
+	ph->udp_len = bpf_htons(sizeof(struct udphdr) + len);
+	ph->udp.source = u->dport;
+	ph->udp.dest = u->sport;
+	ph->udp.len = ph->udp_len;
+	ph->udp.check = 0;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)ph, sizeof(*ph), 0);
 	if (sum < 0)
 		return -1;
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)payload, padded, (__wsum)sum);
 	if (sum < 0)
 		return -1;
-	ph.udp.check = xdp_csum_fold(sum);
-	if (!ph.udp.check)
-		ph.udp.check = 0xffff;  /* 0 means "no checksum" in IPv4 UDP */
-	if (bpf_xdp_store_bytes(ctx, u->l4_off, &ph.udp, sizeof(ph.udp)) ||
+	ph->udp.check = xdp_csum_fold(sum);
+	if (!ph->udp.check)
+		ph->udp.check = 0xffff;  /* 0 means "no checksum" in IPv4 UDP */
+	if (bpf_xdp_store_bytes(ctx, u->l4_off, &ph->udp, sizeof(ph->udp)) ||
 	    bpf_xdp_store_bytes(ctx, u->payload_off, (void *)payload, len))
 		return -1;
 	return 0;
