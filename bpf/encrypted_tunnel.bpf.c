@@ -79,7 +79,9 @@ struct tunnel_scratch {
 	__u8 mac[HMAC_SHA256_SIZE];
 	__u8 key[TUNNEL_KEY_LEN];
 	__u8 nonce[CHACHA20_NONCE_SIZE];
-	__u8 pad[4];
+	__u16 rx_fix;				/* open: csum_fix as received */
+	__u16 rx_c[2];				/* open: the bytes at region offsets 6, 16 */
+	__u32 rx_sum;				/* open: folded sum of the region */
 	struct bpf_crypto_params params;
 };
 CRYPTBPF_PERCPU_SCRATCH(scratch, struct tunnel_scratch);
@@ -139,7 +141,7 @@ struct seal_ctx {
 	struct tunnel_tx_key *tx;
 	__u32 index, slot;
 	__u32 len;			/* original IP payload length */
-	__u32 field;			/* deferred checksum field after growth; 0: none */
+	__u32 proto;			/* original IP protocol */
 };
 
 /* Checks, counter, inner checksum, then the new header in front: IPv4
@@ -175,6 +177,7 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c,
 		return TC_ACT_SHOT;
 	}
 	c->len = tot - TUNNEL_IP_HLEN;
+	c->proto = ip.protocol;
 	if (bpf_check_mtu(skb, 0, &mtu, grow, 0)) {
 		COUNT(c->st, too_big);
 		return TC_ACT_SHOT;
@@ -192,15 +195,15 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c,
 		return TC_ACT_SHOT;
 	}
 
-	c->field = 0;
 	if (tunnel_get_partial(skb, &p)) {
-		if (p.start != TUNNEL_HDR_OFF || p.field + 2 > TUNNEL_HDR_OFF + c->len) {
+		__u32 off = tunnel_l4_csum_off(c->proto, c->len);
+
+		if (!off || p.start != TUNNEL_HDR_OFF || p.field != TUNNEL_HDR_OFF + off) {
 			COUNT(c->st, unsupported);
 			return TC_ACT_SHOT;
 		}
 		if (tunnel_finish_inner_csum(skb, s->csum, &p, TUNNEL_HDR_OFF + c->len))
 			goto err;
-		c->field = p.field + TUNNEL_HDR_LEN;
 	}
 
 	aad->saddr = ip.saddr;
@@ -229,12 +232,16 @@ err:
 	return TC_ACT_SHOT;
 }
 
-/* csum_fix, counters. */
+/* csum_fix (TCP and UDP, whether or not the checksum was deferred: then
+ * receivers can check it), counters. */
 static __noinline int seal_finish(struct __sk_buff *skb, struct seal_ctx *c,
 				       struct tunnel_scratch *s)
 {
-	if (c->field) {
-		int r = tunnel_set_csum_fix(skb, s->csum, TUNNEL_DATA_OFF, c->field, skb->len);
+	__u32 off = tunnel_l4_csum_off(c->proto, c->len);
+
+	if (off) {
+		int r = tunnel_set_csum_fix(skb, s->csum, TUNNEL_DATA_OFF, TUNNEL_DATA_OFF + off,
+					    skb->len);
 
 		if (r) {
 			if (r > 0)
@@ -387,6 +394,7 @@ static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c,
 	struct tunnel_peer *peer;
 	struct tunnel_slot_key k;
 	__u32 tot;
+	int v;
 
 	if (bpf_skb_load_bytes(skb, TUNNEL_L3_OFF, &c->ip, sizeof(c->ip)))
 		return TC_ACT_SHOT;
@@ -397,6 +405,7 @@ static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c,
 	c->st = stats_row(c->index);
 	tot = bpf_ntohs(c->ip.tot_len);
 	if (c->ip.version != 4 || c->ip.ihl != 5 || c->ip.protocol != TUNNEL_IPPROTO ||
+	    tunnel_ip_csum(&c->ip) != c->ip.check ||
 	    tot + TUNNEL_L3_OFF != skb->len ||
 	    tot < TUNNEL_IP_HLEN + TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN ||
 	    bpf_skb_load_bytes(skb, TUNNEL_HDR_OFF, &aad->hdr, TUNNEL_HDR_LEN) ||
@@ -422,22 +431,43 @@ static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c,
 	aad->daddr = c->ip.daddr;
 	aad->ip_id = c->ip.id;
 	aad->frag_off = c->ip.frag_off;
+	/* csum_fix is checked once the inner protocol is known (open_finish) */
+	v = tunnel_csum_skb(skb, s->csum, TUNNEL_DATA_OFF, skb->len - TUNNEL_DATA_OFF);
+	if (v < 0 ||
+	    bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + 6, &s->rx_c[0], 2) ||
+	    bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + 16, &s->rx_c[1], 2) ||
+	    bpf_skb_load_bytes(skb, skb->len - TUNNEL_CSUM_LEN, &s->rx_fix, 2)) {
+		COUNT(c->st, errors);
+		return TC_ACT_SHOT;
+	}
+	s->rx_sum = v;
 	return TC_ACT_OK;
 }
 
 /* Authenticated: accept the counter once, then restore the original
  * packet: IPv4 header (next_proto, length, checksum) where it was, the
  * tunnel header and everything after the payload removed. */
-static __noinline int open_finish(struct __sk_buff *skb, struct open_ctx *c, __u32 inner)
+static __noinline int open_finish(struct __sk_buff *skb, struct open_ctx *c,
+				       struct tunnel_scratch *s, __u32 inner)
 {
+	__u32 off;
 	__u8 next;
 
+	if (bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + inner, &next, 1)) {
+		COUNT(c->st, errors);
+		return TC_ACT_SHOT;
+	}
+	/* the one field outside the tag: it must be what the sender computes */
+	off = tunnel_l4_csum_off(next, inner);
+	if (off ? tunnel_csum_final(s->rx_sum) != s->rx_c[off == 16] : s->rx_fix != 0) {
+		COUNT(c->st, malformed);
+		return TC_ACT_SHOT;
+	}
 	if (!replay_commit(c->rx, c->ctr, bpf_ktime_get_ns())) {
 		COUNT(c->st, replayed);
 		return TC_ACT_SHOT;
 	}
-	if (bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + inner, &next, 1) ||
-	    bpf_skb_adjust_room(skb, -TUNNEL_HDR_LEN, BPF_ADJ_ROOM_MAC, 0) ||
+	if (bpf_skb_adjust_room(skb, -TUNNEL_HDR_LEN, BPF_ADJ_ROOM_MAC, 0) ||
 	    tunnel_store_ip(skb, &c->ip, next, TUNNEL_IP_HLEN + inner) ||
 	    bpf_skb_change_tail(skb, TUNNEL_HDR_OFF + inner, 0)) {
 		COUNT(c->st, errors);
@@ -472,7 +502,7 @@ int tunnel_open_chacha(struct __sk_buff *skb)
 			COUNT(c.st, errors);
 		return TC_ACT_SHOT;
 	}
-	return open_finish(skb, &c, c.sealed - TUNNEL_NEXT_LEN);
+	return open_finish(skb, &c, s, c.sealed - TUNNEL_NEXT_LEN);
 }
 
 SEC("tc")
@@ -519,7 +549,7 @@ int tunnel_open_cbc(struct __sk_buff *skb)
 		COUNT(c.st, auth_failed);
 		return TC_ACT_SHOT;
 	}
-	return open_finish(skb, &c, c.sealed - npad - TUNNEL_NEXT_LEN);
+	return open_finish(skb, &c, s, c.sealed - npad - TUNNEL_NEXT_LEN);
 err:
 	COUNT(c.st, errors);
 	return TC_ACT_SHOT;
@@ -625,7 +655,8 @@ int tunnel_xdp(struct xdp_md *ctx)
 	tot = bpf_ntohs(ip->tot_len);
 	if ((void *)(h + 1) > end || ip->version != 4 || ip->ihl != 5 ||
 	    tot < TUNNEL_IP_HLEN + TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN ||
-	    (void *)ip + tot != end || h->version != TUNNEL_VERSION) {
+	    (void *)ip + tot != end || h->version != TUNNEL_VERSION ||
+	    tunnel_ip_csum(ip) != ip->check) {
 		COUNT(st, xdp_malformed);
 		return XDP_DROP;
 	}

@@ -32,11 +32,12 @@
 #define TUNNEL_AAD_LEN 24
 #define TUNNEL_NEXT_LEN 1		/* next_proto: the original IP protocol */
 #define TUNNEL_TAG_LEN 16		/* Poly1305 tag; HMAC-SHA256 truncated to 128 bits */
-/* csum_fix: 2 bytes after the tag, chosen by the sender so that the
- * kernel's (or NIC's) deferred CHECKSUM_PARTIAL computation, which writes
- * into what used to be the L4 checksum field, rewrites the bytes already
- * there. 0 when the packet had no deferred checksum. Not authenticated;
- * receivers ignore it. */
+/* csum_fix: 2 bytes after the tag. For an inner TCP (UDP) packet it is
+ * chosen so that ~(one's complement sum of the bytes from the sealed data
+ * to the end) equals the two bytes at sealed offset 16 (6): the kernel's
+ * or a NIC's deferred CHECKSUM_PARTIAL computation, which writes exactly
+ * that there, then rewrites what is already there. 0 for other protocols.
+ * Outside the tag, so receivers check the rule instead. */
 #define TUNNEL_CSUM_LEN 2
 #define TUNNEL_OVERHEAD_CHACHA 31	/* hdr + next + tag + csum_fix */
 #define TUNNEL_OVERHEAD_CBC 47		/* + 1..16 bytes of PKCS#7 padding */

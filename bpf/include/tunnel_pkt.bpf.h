@@ -160,6 +160,17 @@ static __always_inline int tunnel_get_partial(struct __sk_buff *skb, struct tunn
 	return 1;
 }
 
+/* Offset of the L4 checksum field in an IP payload of `len` bytes, for
+ * the protocols whose checksum may be deferred (TCP, UDP); 0 otherwise. */
+static __always_inline __u32 tunnel_l4_csum_off(__u32 proto, __u32 len)
+{
+	if (proto == 6 && len >= 18)
+		return 16;
+	if (proto == 17 && len >= 8)
+		return 6;
+	return 0;
+}
+
 /* What skb_checksum_help() writes: csum_fold(sum) ?: CSUM_MANGLED_0. */
 static __always_inline __u16 tunnel_csum_final(__u32 folded)
 {

@@ -98,6 +98,43 @@ def rewrite_ip(ip: bytes, protocol: int, tot_len: int) -> bytes:
     return bytes(h)
 
 
+def l4_csum_off(proto: int, length: int) -> int:
+    """Offset of the checksum field of a TCP/UDP payload; 0 otherwise."""
+    if proto == 6 and length >= 18:
+        return 16
+    if proto == 17 and length >= 8:
+        return 6
+    return 0
+
+
+def _ones_sum(data: bytes) -> int:
+    """Folded 16-bit one's complement sum (big-endian words, RFC 1071)."""
+    if len(data) & 1:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+def _deferred_csum(region: bytes) -> int:
+    """What a deferred checksum over `region` writes: csum_fold ?: 0xffff."""
+    return (~_ones_sum(region) & 0xFFFF) or 0xFFFF
+
+
+def csum_fix(region: bytes, off: int) -> bytes:
+    """csum_fix for `region` (sealed bytes || tag || 00 00): the two bytes
+    that make _deferred_csum(region) equal the bytes at `off`. Raises when
+    impossible (those bytes are 00 00; BPF drops such packets)."""
+    c = int.from_bytes(region[off:off + 2], "big")
+    if c == 0:
+        raise TunnelError("csum_fix impossible (00 00 at the checksum offset)")
+    f = (~c & 0xFFFF) + (~_ones_sum(region) & 0xFFFF)
+    f = (f & 0xFFFF) + (f >> 16)
+    fb = f.to_bytes(2, "big")
+    return fb[::-1] if len(region) & 1 else fb   # odd offset: bytes pair the other way
+
+
 def _check_ip(packet: bytes) -> int:
     if len(packet) < IP_HLEN or packet[0] != 0x45:
         raise TunnelError("not an IPv4 packet without options")
@@ -140,7 +177,11 @@ def seal(packet: bytes, keys: DirectionKeys, counter: int) -> bytes:
         enc = Cipher(algorithms.AES(keys.enc), modes.CBC(_cbc_iv(keys, hdr))).encryptor()
         ct = enc.update(plain) + enc.finalize()
         sealed = ct + _mac(keys, a, ct)
-    return outer_ip + hdr + sealed + b"\0" * CSUM_LEN
+    region = sealed + b"\0" * CSUM_LEN
+    off = l4_csum_off(packet[9], tot - IP_HLEN)
+    if off:
+        region = sealed + csum_fix(region, off)
+    return outer_ip + hdr + region
 
 
 def parse(packet: bytes) -> dict:
@@ -148,6 +189,8 @@ def parse(packet: bytes) -> dict:
     _check_ip(packet)
     if packet[9] != IPPROTO or len(packet) < IP_HLEN + HDR_LEN + 1 + TAG_LEN + CSUM_LEN:
         raise TunnelError("not a tunnel packet")
+    if ip_checksum(packet) != int.from_bytes(packet[10:12], "big"):
+        raise TunnelError("bad IPv4 header checksum")
     version, suite, key_id, flags, counter = struct.unpack(
         "!BBBBQ", packet[IP_HLEN:IP_HLEN + HDR_LEN])
     return {"version": version, "suite": suite, "key_id": key_id, "flags": flags,
@@ -178,4 +221,9 @@ def open_packet(packet: bytes, keys: DirectionKeys) -> bytes:
         except ValueError:
             raise TunnelError("authentication failed") from None
     payload, proto = plain[:-1], plain[-1]
+    region, fix = packet[IP_HLEN + HDR_LEN:], packet[-CSUM_LEN:]
+    off = l4_csum_off(proto, len(payload))
+    if (_deferred_csum(region) != int.from_bytes(region[off:off + 2], "big") if off
+            else fix != b"\0\0"):
+        raise TunnelError("csum_fix does not match")
     return rewrite_ip(packet, proto, IP_HLEN + len(payload)) + payload
