@@ -444,9 +444,11 @@ def test_ipv6_transfer_and_forgery(loaded):
 
 
 @pytest.fixture
-def mangler(veth_pair):
-    """TC egress on A flipping content bytes of the next `budget` data chunks."""
+def mangler(veth_pair, request):
+    """TC egress on A flipping content bytes of the next `budget` chunks of
+    one type (data unless parametrized indirectly with another)."""
     obj = BpfObject.open(str(TEST_OBJ_DIR / "cas_mangler.bpf.o"))
+    obj.set_global("only_type", getattr(request, "param", cas.DATA))
     obj.load()
     with inside(veth_pair.ns_a):
         att = attach.tc_attach(obj.program("mangle").fd, attach.ifindex(veth_pair.dev_a), "egress")
@@ -585,3 +587,17 @@ def test_cli_send_recv_allowlist(veth_pair, tmp_path):
         run_cli("unload", SPEC.name)
     err = run_cli("cas", "allowlist")
     assert err.returncode == 1 and err.stderr.startswith("cryptbpf: content-verifier is not loaded")
+
+
+@pytest.mark.parametrize("mangler", [cas.MANIFEST_T], indirect=True, ids=["manifest"])
+def test_a_lost_root_is_asked_for_again(loaded, mangler):
+    """The root manifest is forged in flight and dropped at XDP: the
+    receiver holds the data chunks, asks for the root, completes."""
+    pair, h = loaded
+    mangler.set_global("budget", 1)
+    data = os.urandom(CHUNK * 3)
+    enc, sent, got = transfer(pair, data)
+    assert mangler.get_global_int("mangled") == 1
+    assert got.data == data and got.root == enc.root and got.rejected == {}
+    assert sent.resent >= 1 and got.requests >= 1
+    assert SPEC.stats(h)["mismatch"] == 1
