@@ -13,7 +13,6 @@ packs itself from the documented wire format (not with cryptbpf.signing)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import struct
@@ -413,12 +412,14 @@ def peers(veth_pair):
         lifecycle.unload(SPEC.name)
 
 
-def test_between_namespaces_socket_gets_exact_data_and_attacks_never_arrive(peers):
+def test_between_namespaces_socket_gets_exact_data_and_attacks_never_arrive(peers, tmp_path):
     pair = peers.pair
     before = system_snapshot(pair.ns_b, SPEC.name)
-    lifecycle.load(SPEC, pair.dev_b, netns=pair.ns_b, options={"port": [str(PORT)]})
-    with Pinned(SPEC.name) as h:
-        sa.trust(h, ALICE, point(KEYS["alice"]))
+    pem = tmp_path / "alice.pub.pem"
+    pem.write_bytes(KEYS["alice"].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    lifecycle.load(SPEC, pair.dev_b, netns=pair.ns_b,
+                   options={"port": [str(PORT)], "trust": [f"{ALICE}={pem}"]})
     alice = signing.Signer(KEYS["alice"], ALICE)
     mallory = signing.Signer(KEYS["mallory"], ALICE)
     src = peers.tx.getsockname()
