@@ -35,6 +35,12 @@ _Static_assert(sizeof(((struct offload_stats *)0)->decisions) ==
 _Static_assert(sizeof(struct offload_req_hdr) == 16 && sizeof(struct offload_reply_hdr) == 12,
 	       "wire headers");
 
+/* Never used: they make clang emit BTF for the wire and ring buffer types,
+ * which tests/test_layout.py compares with cffi's reading of the header. */
+struct offload_req_hdr *btf_req_hdr __attribute__((unused));
+struct offload_reply_hdr *btf_reply_hdr __attribute__((unused));
+struct offload_sample *btf_sample __attribute__((unused));
+
 /* UDP destination port of the service (host byte order). */
 const volatile __u16 udp_port = OFFLOAD_DEFAULT_PORT;
 

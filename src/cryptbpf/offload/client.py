@@ -47,13 +47,16 @@ class Client:
 
     def recv(self, timeout: Optional[float] = None) -> Optional[bytes]:
         """One reply datagram, or None after `timeout` seconds."""
-        ready, _, _ = select.select([self.sock], [], [], self.timeout if timeout is None else timeout)
-        if not ready:
-            return None
-        try:
-            return self.sock.recv(65535)
-        except ConnectionRefusedError:   # ICMP port unreachable: nobody listens
-            return None
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if not ready:
+                return None
+            try:
+                return self.sock.recv(65535)
+            except ConnectionRefusedError:   # an ICMP error about an earlier datagram
+                continue
+        return None
 
     def exchange(self, payload: bytes, req_id: int, timeout: Optional[float] = None) -> Optional[P.Reply]:
         """Send a raw request payload; the reply with `req_id`, or None."""
