@@ -1,0 +1,449 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* X.509 v3 certificate parsing for BPF programs (kernel side only).
+ *
+ *   struct x509_scratch *s = ...;          // map value (per-CPU scratch)
+ *   copy the DER into s->der, its length into s->len (<= DER_MAX_INPUT)
+ *   ret = x509_parse(s);                   // X509_OK / X509_MALFORMED / X509_UNSUPPORTED
+ *   x509_hash(s);                          // SHA-256 of TBSCertificate, issuer, subject
+ *
+ * What it extracts (RFC 5280 4.1) into s->c: the TBSCertificate's position
+ * (its SHA-256 is what the issuer signed), the serial number, the issuer and
+ * subject Names (as positions; compared by the SHA-256 of their DER), the
+ * validity period in Unix seconds, the subject's P-256 public key, the
+ * basicConstraints CA flag and pathLenConstraint, the keyUsage bits, and the
+ * signature as r || s.
+ *
+ * Only what cryptbpf verifies is accepted ("unsupported" otherwise): version
+ * 3, signature algorithm ecdsa-with-SHA256 (RFC 5758: no parameters) in both
+ * places, subject key id-ecPublicKey on prime256v1 as an uncompressed point.
+ * An unknown extension marked critical is unsupported (RFC 5280 4.2: it must
+ * be rejected); basicConstraints and keyUsage are understood; duplicates of
+ * those are malformed. Everything the grammar does not allow -- wrong tags,
+ * lengths past their parent, trailing bytes, non-minimal INTEGERs, BOOLEANs
+ * other than 0xff, bad dates -- is malformed. Issuer/subject unique IDs are
+ * skipped; a Name's attributes are not interpreted (Names are compared by
+ * hash), but its structure (SET of SEQUENCE { OID, string }) is checked.
+ * A different algorithm or key type is "unsupported" only if its
+ * AlgorithmIdentifier / SubjectPublicKeyInfo is well-formed, else malformed.
+ *
+ * Bounded for the verifier: straight-line code except the extension list,
+ * walked by bpf_loop() (at most X509_MAX_EXTS entries).
+ */
+#pragma once
+
+#include "cryptbpf.bpf.h"
+#include "der.bpf.h"
+#include "sha256.bpf.h"
+
+#define X509_OK          0
+#define X509_MALFORMED   1
+#define X509_UNSUPPORTED 2
+
+#define X509_MAX_EXTS    24
+#define X509_MAX_ATVS    32      /* attributes in one Name */
+#define X509_SERIAL_MAX  20      /* RFC 5280 4.1.2.2 */
+#define X509_PUBKEY_LEN  65
+#define X509_PATHLEN_NONE 255
+
+/* keyUsage bits, first content octet of the BIT STRING */
+#define X509_KU_DIGITAL_SIGNATURE 0x80
+#define X509_KU_KEY_CERT_SIGN     0x04
+
+struct x509_cert {
+	__u32 tbs_start, tbs_total;        /* whole TBSCertificate TLV */
+	__u32 serial_off, serial_len;      /* INTEGER content octets */
+	__u32 issuer_start, issuer_total;  /* whole Name TLV */
+	__u32 subject_start, subject_total;
+	__s64 not_before, not_after;       /* Unix seconds */
+	__u32 is_ca;
+	__u32 path_len;                    /* X509_PATHLEN_NONE if absent */
+	__u32 has_key_usage;
+	__u32 key_usage;                   /* X509_KU_* bits */
+	__u8  pubkey[X509_PUBKEY_LEN + 7]; /* 0x04 || X || Y */
+	__u8  sig[64];                     /* r || s */
+	__u8  tbs_digest[32];
+	__u8  issuer_hash[32];
+	__u8  subject_hash[32];
+};
+
+/* TLV slots of the parse, in map memory (see der.bpf.h for why) */
+enum { X509_T_CERT, X509_T_TBS, X509_T_CUR, X509_T_AUX, X509_T_EXT, X509_T_OID,
+       X509_T_VAL, X509_T_IN, X509_T_RDN, X509_T_SLOTS };
+
+struct x509_scratch {
+	__u8  der[DER_BUF_SIZE];
+	__u32 len;
+	__u32 ext_pos, ext_end;           /* extension walk */
+	__u32 ext_seen;
+	__s32 ext_err;
+	__u32 name_pos, name_end;         /* Name walk */
+	__s32 name_err;
+	struct der_tlv t[X509_T_SLOTS];
+	struct x509_cert c;
+	struct cryptbpf_sha256_ctx sha;
+};
+
+/* 1.2.840.10045.4.3.2 ecdsa-with-SHA256, parameters absent */
+static const __u8 x509_alg_ecdsa_sha256[12] = {
+	0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+};
+/* SubjectPublicKeyInfo up to the point: id-ecPublicKey, prime256v1,
+ * BIT STRING of 66 bytes with 0 unused bits */
+static const __u8 x509_spki_p256[26] = {
+	0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02,
+	0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03,
+	0x42, 0x00,
+};
+#define X509_SPKI_LEN 91
+static const __u8 x509_v3[5] = { 0xa0, 0x03, 0x02, 0x01, 0x02 };
+static const __u8 x509_oid_basic_constraints[5] = { 0x06, 0x03, 0x55, 0x1d, 0x13 };
+static const __u8 x509_oid_key_usage[5] = { 0x06, 0x03, 0x55, 0x1d, 0x0f };
+
+/* basicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE,
+ *                                 pathLenConstraint INTEGER (0..MAX) OPTIONAL } */
+static __always_inline int x509_basic_constraints(struct x509_scratch *s)
+{
+	const __u8 *buf = s->der;
+	struct der_tlv *val = &s->t[X509_T_VAL], *bc = &s->t[X509_T_IN],
+		       *t = &s->t[X509_T_AUX];
+	__u32 b0, b1;
+
+	if (der_read(buf, val->off, val->end, DER_SEQUENCE, bc) || bc->end != val->end)
+		return -1;
+	t->end = bc->off;
+	if (der_peek(buf, t->end, bc->end) == DER_BOOLEAN) {
+		/* DER omits a DEFAULT value: an encoded cA must be TRUE */
+		if (der_read(buf, t->end, bc->end, DER_BOOLEAN, t) || der_bool(buf, t) != 1)
+			return -1;
+		s->c.is_ca = 1;
+	}
+	if (der_peek(buf, t->end, bc->end) == DER_INTEGER) {
+		if (der_read(buf, t->end, bc->end, DER_INTEGER, t) || t->len == 0)
+			return -1;
+		b0 = der_byte(buf, t->off);
+		b1 = der_byte(buf, t->off + 1);
+		if (b0 & 0x80)
+			return -1;				/* negative */
+		if (t->len > 1 && b0 == 0 && !(b1 & 0x80))
+			return -1;				/* not minimal */
+		if (t->len == 1)
+			s->c.path_len = b0;
+		else if (t->len == 2 && b0 == 0 && b1 < X509_PATHLEN_NONE)
+			s->c.path_len = b1;
+		else
+			s->c.path_len = X509_PATHLEN_NONE;	/* >= 255: no limit here */
+	}
+	return t->end == bc->end ? 0 : -1;
+}
+
+/* keyUsage ::= BIT STRING; only the first octet's bits matter here */
+static __always_inline int x509_key_usage(struct x509_scratch *s)
+{
+	const __u8 *buf = s->der;
+	struct der_tlv *val = &s->t[X509_T_VAL], *t = &s->t[X509_T_IN];
+
+	if (der_read(buf, val->off, val->end, DER_BIT_STRING, t) ||
+	    t->end != val->end || t->len < 1 || t->len > 3 ||
+	    der_byte(buf, t->off) > 7)
+		return -1;
+	s->c.has_key_usage = 1;
+	s->c.key_usage = t->len >= 2 ? der_byte(buf, t->off + 1) : 0;
+	return 0;
+}
+
+/* Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE,
+ *                          extnValue OCTET STRING }
+ * One per bpf_loop() iteration; ctx is the scratch pointer. */
+static long x509_ext_cb(__u64 i, void *ctx)
+{
+	struct x509_scratch *s = *(struct x509_scratch **)ctx;
+	const __u8 *buf = s->der;
+	struct der_tlv *ext = &s->t[X509_T_EXT], *oid = &s->t[X509_T_OID],
+		       *t = &s->t[X509_T_AUX], *val = &s->t[X509_T_VAL];
+	__u32 critical = 0;
+
+	if (s->ext_pos >= s->ext_end)
+		return 1;
+	if (der_read(buf, s->ext_pos, s->ext_end, DER_SEQUENCE, ext) ||
+	    der_read(buf, ext->off, ext->end, DER_OID, oid))
+		goto malformed;
+	t->end = oid->end;
+	if (der_peek(buf, t->end, ext->end) == DER_BOOLEAN) {
+		if (der_read(buf, t->end, ext->end, DER_BOOLEAN, t) || der_bool(buf, t) != 1)
+			goto malformed;
+		critical = 1;
+	}
+	if (der_read(buf, t->end, ext->end, DER_OCTET_STR, val) || val->end != ext->end)
+		goto malformed;
+	if (der_is(buf, oid, x509_oid_basic_constraints, sizeof(x509_oid_basic_constraints))) {
+		if ((s->ext_seen & 1) || x509_basic_constraints(s))
+			goto malformed;
+		s->ext_seen |= 1;
+	} else if (der_is(buf, oid, x509_oid_key_usage, sizeof(x509_oid_key_usage))) {
+		if ((s->ext_seen & 2) || x509_key_usage(s))
+			goto malformed;
+		s->ext_seen |= 2;
+	} else if (critical) {
+		s->ext_err = X509_UNSUPPORTED;
+		return 1;
+	}
+	s->ext_pos = ext->end;
+	return 0;
+malformed:
+	s->ext_err = X509_MALFORMED;
+	return 1;
+}
+
+/* Name ::= SEQUENCE OF RelativeDistinguishedName (SET SIZE (1..MAX) OF
+ * AttributeTypeAndValue ::= SEQUENCE { type OID, value <a string type> }).
+ * Names are compared by hash, never interpreted, but their structure is
+ * checked so that damage inside one is reported as malformed. One
+ * AttributeTypeAndValue per bpf_loop() iteration. */
+static __always_inline int x509_string_tag(__u32 tag)
+{
+	/* UTF8String, NumericString, PrintableString, TeletexString,
+	 * IA5String, UniversalString, BMPString */
+	return tag == 0x0c || tag == 0x12 || tag == 0x13 || tag == 0x14 ||
+	       tag == 0x16 || tag == 0x1c || tag == 0x1e;
+}
+
+static long x509_atv_cb(__u64 i, void *ctx)
+{
+	struct x509_scratch *s = *(struct x509_scratch **)ctx;
+	const __u8 *buf = s->der;
+	struct der_tlv *rdn = &s->t[X509_T_RDN], *atv = &s->t[X509_T_IN],
+		       *t = &s->t[X509_T_AUX];
+	__u32 tag;
+
+	if (s->name_pos >= s->name_end && s->name_pos >= rdn->end)
+		return 1;
+	if (s->name_pos >= rdn->end) {		/* next RDN */
+		if (der_read(buf, s->name_pos, s->name_end, 0x31, rdn) || rdn->len == 0)
+			goto malformed;
+		s->name_pos = rdn->off;
+	}
+	if (der_read(buf, s->name_pos, rdn->end, DER_SEQUENCE, atv) ||
+	    der_read(buf, atv->off, atv->end, DER_OID, t) || t->len == 0)
+		goto malformed;
+	tag = der_peek(buf, t->end, atv->end);
+	if (!x509_string_tag(tag) ||
+	    der_read(buf, t->end, atv->end, tag, t) || t->end != atv->end)
+		goto malformed;
+	s->name_pos = atv->end;
+	return 0;
+malformed:
+	s->name_err = 1;
+	return 1;
+}
+
+/* The Name at tlv n is well-formed? (An empty Name is.) */
+static __always_inline int x509_name_ok(struct x509_scratch *s, const struct der_tlv *n)
+{
+	s->name_pos = n->off;
+	s->name_end = n->end;
+	s->name_err = 0;
+	s->t[X509_T_RDN].end = 0;
+	bpf_loop(X509_MAX_ATVS, x509_atv_cb, &s, 0);
+	return !s->name_err && s->name_pos == s->name_end;
+}
+
+/* A different AlgorithmIdentifier is unsupported if it is one
+ * (SEQUENCE { OID, optional parameters }), malformed otherwise. */
+static __always_inline int x509_algid_class(struct x509_scratch *s, const struct der_tlv *a)
+{
+	const __u8 *buf = s->der;
+	struct der_tlv *t = &s->t[X509_T_IN];
+	int tag;
+
+	if (der_read(buf, a->start, a->end, DER_SEQUENCE, t) ||
+	    der_read(buf, a->off, a->end, DER_OID, t) || t->len == 0)
+		return X509_MALFORMED;
+	if (t->end == a->end)
+		return X509_UNSUPPORTED;
+	/* parameters: NULL, a named curve OID or explicit ones (SEQUENCE) */
+	tag = der_peek(buf, t->end, a->end);
+	if ((tag != 0x05 && tag != DER_OID && tag != DER_SEQUENCE) ||
+	    der_read(buf, t->end, a->end, tag, t) || t->end != a->end)
+		return X509_MALFORMED;
+	return X509_UNSUPPORTED;
+}
+
+/* Likewise for SubjectPublicKeyInfo ::= SEQUENCE { AlgorithmIdentifier,
+ * BIT STRING } */
+static __always_inline int x509_spki_class(struct x509_scratch *s, const struct der_tlv *k)
+{
+	const __u8 *buf = s->der;
+	struct der_tlv *alg = &s->t[X509_T_VAL], *t = &s->t[X509_T_AUX];
+
+	if (der_read(buf, k->off, k->end, DER_SEQUENCE, alg) ||
+	    x509_algid_class(s, alg) == X509_MALFORMED ||
+	    der_read(buf, alg->end, k->end, DER_BIT_STRING, t) || t->end != k->end ||
+	    t->len == 0 || der_byte(buf, t->off) > 7)
+		return X509_MALFORMED;
+	return X509_UNSUPPORTED;
+}
+
+/* [3] EXPLICIT Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension, at the
+ * position in s->t[X509_T_CUR].end; leaves that at the end of [3]. */
+static __always_inline int x509_extensions(struct x509_scratch *s)
+{
+	struct der_tlv *cur = &s->t[X509_T_CUR], *seq = &s->t[X509_T_IN];
+	__u32 limit = s->t[X509_T_TBS].end;
+
+	if (der_read(s->der, cur->end, limit, DER_CTX_3, cur) ||
+	    der_read(s->der, cur->off, cur->end, DER_SEQUENCE, seq) ||
+	    seq->end != cur->end || seq->len == 0)
+		return X509_MALFORMED;
+	s->ext_pos = seq->off;
+	s->ext_end = seq->end;
+	s->ext_seen = 0;
+	s->ext_err = 0;
+	bpf_loop(X509_MAX_EXTS, x509_ext_cb, &s, 0);
+	if (s->ext_err)
+		return s->ext_err;
+	if (s->ext_pos != s->ext_end)
+		return X509_UNSUPPORTED;	/* more than X509_MAX_EXTS */
+	return X509_OK;
+}
+
+/* Skip an optional element with this tag at cur->end. */
+static __always_inline int x509_skip_optional(struct x509_scratch *s, __u32 tag)
+{
+	struct der_tlv *cur = &s->t[X509_T_CUR];
+	__u32 limit = s->t[X509_T_TBS].end;
+
+	if (der_peek(s->der, cur->end, limit) != (int)tag)
+		return 0;
+	return der_read(s->der, cur->end, limit, tag, cur);
+}
+
+/* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+ * Own subprogram: verified once, at its single call site. The TBSCertificate
+ * fields are read in order, each starting at the end of the previous one
+ * (s->t[X509_T_CUR]). */
+static __noinline int x509_parse(struct x509_scratch *s)
+{
+	const __u8 *buf = s->der;
+	struct x509_cert *c = &s->c;
+	struct der_tlv *cert = &s->t[X509_T_CERT], *tbs = &s->t[X509_T_TBS],
+		       *cur = &s->t[X509_T_CUR], *aux = &s->t[X509_T_AUX];
+	int r;
+
+	__builtin_memset(c, 0, sizeof(*c));
+	c->path_len = X509_PATHLEN_NONE;
+	if (der_read(buf, 0, s->len, DER_SEQUENCE, cert) || cert->end != s->len ||
+	    der_read(buf, cert->off, cert->end, DER_SEQUENCE, tbs))
+		return X509_MALFORMED;
+	c->tbs_start = tbs->start;
+	c->tbs_total = tbs->end - tbs->start;
+
+	/* version [0] EXPLICIT: v3 only (v1/v2 have no extensions, so no CA flag) */
+	if (der_peek(buf, tbs->off, tbs->end) == DER_INTEGER)
+		return X509_UNSUPPORTED;		/* v1: version omitted */
+	if (der_read(buf, tbs->off, tbs->end, DER_CTX_0, cur) ||
+	    der_read(buf, cur->off, cur->end, DER_INTEGER, aux) || aux->end != cur->end ||
+	    aux->len == 0)
+		return X509_MALFORMED;
+	if (!der_is(buf, cur, x509_v3, sizeof(x509_v3)))
+		return X509_UNSUPPORTED;
+
+	/* serialNumber: minimal, at most 20 octets */
+	if (der_read(buf, cur->end, tbs->end, DER_INTEGER, cur) ||
+	    cur->len == 0 || cur->len > X509_SERIAL_MAX)
+		return X509_MALFORMED;
+	if (cur->len > 1 && der_byte(buf, cur->off) == 0 && !(der_byte(buf, cur->off + 1) & 0x80))
+		return X509_MALFORMED;
+	if (cur->len > 1 && der_byte(buf, cur->off) == 0xff && (der_byte(buf, cur->off + 1) & 0x80))
+		return X509_MALFORMED;
+	c->serial_off = cur->off;
+	c->serial_len = cur->len;
+
+	/* signature AlgorithmIdentifier */
+	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur))
+		return X509_MALFORMED;
+	if (!der_is(buf, cur, x509_alg_ecdsa_sha256, sizeof(x509_alg_ecdsa_sha256)))
+		return x509_algid_class(s, cur);
+
+	/* issuer */
+	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur) || !x509_name_ok(s, cur))
+		return X509_MALFORMED;
+	c->issuer_start = cur->start;
+	c->issuer_total = cur->end - cur->start;
+
+	/* validity */
+	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur) ||
+	    der_time(buf, cur->off, cur->end, aux, &c->not_before) ||
+	    der_time(buf, aux->end, cur->end, aux, &c->not_after) ||
+	    aux->end != cur->end)
+		return X509_MALFORMED;
+
+	/* subject */
+	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur) || !x509_name_ok(s, cur))
+		return X509_MALFORMED;
+	c->subject_start = cur->start;
+	c->subject_total = cur->end - cur->start;
+
+	/* subjectPublicKeyInfo: P-256, uncompressed */
+	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur))
+		return X509_MALFORMED;
+	if (cur->end - cur->start != X509_SPKI_LEN ||
+	    !der_match(buf, cur->start, x509_spki_p256, sizeof(x509_spki_p256)))
+		return x509_spki_class(s, cur);
+	__u32 key = cur->start + sizeof(x509_spki_p256);
+#pragma clang loop unroll(full)
+	for (int i = 0; i < X509_PUBKEY_LEN; i++)
+		c->pubkey[i] = der_byte(buf, key + i);
+
+	/* issuerUniqueID [1], subjectUniqueID [2]: skipped */
+	if (x509_skip_optional(s, DER_CTX_1_PRIM) || x509_skip_optional(s, DER_CTX_2_PRIM))
+		return X509_MALFORMED;
+	if (der_peek(buf, cur->end, tbs->end) == DER_CTX_3) {
+		r = x509_extensions(s);
+		if (r != X509_OK)
+			return r;
+	}
+	if (cur->end != tbs->end)
+		return X509_MALFORMED;
+
+	/* signatureAlgorithm, then signatureValue BIT STRING (0 unused bits)
+	 * holding Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } */
+	if (der_read(buf, tbs->end, cert->end, DER_SEQUENCE, cur))
+		return X509_MALFORMED;
+	if (!der_is(buf, cur, x509_alg_ecdsa_sha256, sizeof(x509_alg_ecdsa_sha256)))
+		return x509_algid_class(s, cur);
+	if (der_read(buf, cur->end, cert->end, DER_BIT_STRING, cur) || cur->end != cert->end ||
+	    cur->len < 1 || der_byte(buf, cur->off) != 0)
+		return X509_MALFORMED;
+	if (der_read(buf, cur->off + 1, cur->end, DER_SEQUENCE, aux) || aux->end != cur->end)
+		return X509_MALFORMED;
+	if (der_read(buf, aux->off, aux->end, DER_INTEGER, cur) || der_uint256(buf, cur, c->sig))
+		return X509_MALFORMED;
+	if (der_read(buf, cur->end, aux->end, DER_INTEGER, cur) || cur->end != aux->end ||
+	    der_uint256(buf, cur, c->sig + 32))
+		return X509_MALFORMED;
+	return X509_OK;
+}
+
+/* SHA-256 of s->der[start, start + len) into out (map memory). The masks
+ * bound offset and length for bpf_dynptr_from_mem(); real values are below
+ * them already (x509_parse checked everything against s->len). */
+static __always_inline int x509_sha256(struct x509_scratch *s, __u32 start,
+				       __u32 len, __u8 *out)
+{
+	sha256_init(&s->sha);
+	if (sha256_update(&s->sha, s->der + (start & DER_MASK), len & DER_MASK))
+		return -1;
+	return sha256_final(&s->sha, out);
+}
+
+/* After x509_parse() == X509_OK: the digests the checks need. */
+static __noinline int x509_hash(struct x509_scratch *s)
+{
+	struct x509_cert *c = &s->c;
+
+	if (x509_sha256(s, c->tbs_start, c->tbs_total, c->tbs_digest) ||
+	    x509_sha256(s, c->issuer_start, c->issuer_total, c->issuer_hash) ||
+	    x509_sha256(s, c->subject_start, c->subject_total, c->subject_hash))
+		return -1;
+	return 0;
+}

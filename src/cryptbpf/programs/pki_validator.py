@@ -1,0 +1,208 @@
+"""pki-validator: X.509 certificate-chain access control in XDP.
+
+Clients authenticate on a UDP control port with real X.509 v3 certificates
+(ECDSA P-256 / SHA-256), verified in the kernel up to a trust anchor, plus a
+proof of possession of the leaf key; their IPv4 address may then reach the
+protected ports until the configured lifetime or the chain's notAfter.
+Wire format and maps: bpf/include/pki_validator.h; design, limits and
+numbers: docs/pki_validator.md. The administrator's operations live in
+cryptbpf.pki.admin, the client in cryptbpf.pki.peer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .. import lifecycle
+from ..errors import CryptbpfError
+from ..pki import admin, der
+from .base import Hook, ProgramSpec
+
+NAME = "pki-validator"
+DEFAULT_LIFETIME = 3600
+
+
+def _examples(*lines: str) -> str:
+    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
+
+
+class PkiValidator(ProgramSpec):
+    def setup(self, handle, key, options) -> None:
+        admin.install_challenge_key(handle)
+        admin.publish_clock(handle)
+        life = options.get("lifetime", [str(DEFAULT_LIFETIME)])[-1]
+        try:
+            admin.set_lifetime(handle, int(life))
+        except ValueError:
+            raise CryptbpfError(f"--lifetime {life!r} is not a number of seconds") from None
+        ctrl = handle.get_global_int("ctrl_port") if hasattr(handle, "get_global_int") else None
+        for p in options.get("protect", []):
+            admin.protect(handle, p, ctrl)
+        for f in options.get("trust", []):
+            for c in der.load_certs(f):
+                admin.trust(handle, c)
+
+    def stats(self, handle) -> dict[str, int]:
+        return admin.stats(handle)
+
+    def status(self, handle) -> dict:
+        cfg = admin.config(handle)
+        return {"stats": admin.stats(handle),
+                "protected_ports": admin.protected(handle),
+                "anchors": len(admin.anchors(handle)),
+                "revoked_serials": admin.revoked_count(handle),
+                "authorized_clients": len(admin.authorized(handle)),
+                "lifetime_s": cfg["lifetime_s"],
+                "tai_offset_s": cfg["tai_offset_ns"] // 1_000_000_000}
+
+
+cli = typer.Typer(no_args_is_help=True, help="X.509 chain access control (pki-validator).")
+
+
+def _pinned():
+    from ..pins import Pinned
+    lifecycle.require_privileges()
+    return Pinned(NAME)
+
+
+@cli.command("trust", epilog=_examples("sudo cryptbpf pki trust root.pem"))
+def trust_cmd(cert_file: Path = typer.Argument(..., help="PEM/DER CA certificate(s) to trust.")):
+    """Register CA certificates as trust anchors."""
+    with _pinned() as h:
+        for c in der.load_certs(cert_file):
+            e = admin.trust(h, c)
+            typer.echo(f"trusted {c.subject.rfc4514_string()} (key slot {e['key_id']}, "
+                       f"path length {'any' if e['path_len'] == 255 else e['path_len']})")
+
+
+@cli.command("untrust", epilog=_examples("sudo cryptbpf pki untrust root.pem"))
+def untrust_cmd(cert_file: Path):
+    """Remove trust anchors; clients authorized under them lose access at once."""
+    with _pinned() as h:
+        for c in der.load_certs(cert_file):
+            ok = admin.untrust(h, c)
+            typer.echo(f"{'removed' if ok else 'was not trusted:'} {c.subject.rfc4514_string()}")
+
+
+@cli.command("revoke", epilog=_examples(
+    "sudo cryptbpf pki revoke --serial 0x1f2e3d --issuer intermediate.pem",
+    "sudo cryptbpf pki revoke --crl intermediate.crl --issuer intermediate.pem"))
+def revoke_cmd(serial: List[str] = typer.Option([], help="Serial number (decimal or 0x hex), repeatable."),
+               issuer: Optional[Path] = typer.Option(None, help="The issuing CA's certificate."),
+               crl: Optional[Path] = typer.Option(None, help="A CRL (PEM or DER); every serial it lists.")):
+    """Revoke certificates by (issuer, serial); effective immediately,
+    including for clients already authorized."""
+    if not serial and not crl:
+        raise CryptbpfError("give --serial (with --issuer) or --crl")
+    ca = der.load_certs(issuer)[0] if issuer else None
+    with _pinned() as h:
+        n = 0
+        if serial:
+            if ca is None:
+                raise CryptbpfError("--serial needs --issuer CA.pem (serials are unique per issuer)")
+            try:
+                nums = [int(s, 0) for s in serial]
+            except ValueError:
+                raise CryptbpfError(f"serials must be integers (decimal or 0x hex): {serial}") from None
+            n += admin.revoke(h, der.cert_fields(ca).subject_hash, nums)
+        if crl:
+            n += admin.revoke_crl(h, admin.load_crl(crl), ca)
+        typer.echo(f"revoked {n} serial(s); {admin.revoked_count(h)} revoked in total")
+
+
+@cli.command("connect", epilog=_examples(
+    "cryptbpf pki connect 10.0.0.1 7443 --cert leaf.pem --chain chain.pem --key leaf.key"))
+def connect_cmd(host: str, port: int = typer.Argument(7443, help="The server's control port."),
+                cert: Path = typer.Option(..., help="Leaf certificate (PEM/DER)."),
+                chain: Optional[Path] = typer.Option(None, help="Intermediate CA certificates (PEM)."),
+                key: Path = typer.Option(..., help="Leaf private key (PEM, mode 0600)."),
+                timeout: float = typer.Option(2.0, help="Seconds to wait for each answer.")):
+    """Authenticate this host to a pki-validator server (the peer side)."""
+    import datetime as dt
+    from ..pki.peer import Peer, der_of, load_key, order_chain
+    leaf = der.load_certs(cert)[0]
+    cas = order_chain(leaf, der.load_certs(chain) if chain else [])
+    k = load_key(key)
+    with Peer(host, port, timeout) as p:
+        until = p.authenticate([der_of(c) for c in cas], der_of(leaf), k)
+    t = dt.datetime.fromtimestamp(until, dt.timezone.utc)
+    typer.echo(f"authorized by {host} until {t.isoformat()} ({len(cas)} CA certificate(s) + leaf)")
+
+
+@cli.command("status", epilog=_examples("sudo cryptbpf pki status", "sudo cryptbpf pki status --json"))
+def status_cmd(as_json: bool = typer.Option(False, "--json")):
+    """Counters by reason, anchors, revocations, authorized clients."""
+    with _pinned() as h:
+        data = PkiValidator.status(SPEC, h)
+        data["anchors"] = admin.anchors(h)
+        data["authorized"] = admin.authorized(h)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for k, v in data["stats"].items():
+        typer.echo(f"{k:<16} {v}")
+    typer.echo(f"protected ports  {', '.join(map(str, data['protected_ports'])) or 'none'}")
+    typer.echo(f"trust anchors    {len(data['anchors'])}")
+    typer.echo(f"revoked serials  {data['revoked_serials']}")
+    for a in data["authorized"]:
+        typer.echo(f"authorized       {a['client']} until {a['until_utc']} (chain of {a['chain']})")
+
+
+@cli.command("deauth", epilog=_examples("sudo cryptbpf pki deauth 10.0.0.2"))
+def deauth_cmd(addr: str):
+    """Withdraw one client's authorization."""
+    with _pinned() as h:
+        typer.echo(f"{addr}: {'deauthorized' if admin.deauthorize(h, addr) else 'was not authorized'}")
+
+
+@cli.command("protect", epilog=_examples("sudo cryptbpf pki protect 22"))
+def protect_cmd(port: int, remove: bool = typer.Option(False, "--remove", help="Unprotect instead.")):
+    """Require an authorization for a TCP/UDP destination port (or --remove it)."""
+    with _pinned() as h:
+        if remove:
+            admin.unprotect(h, port)
+        else:
+            admin.protect(h, port, h.get_global_int("ctrl_port"))
+        typer.echo(f"protected ports: {', '.join(map(str, admin.protected(h))) or 'none'}")
+
+
+@cli.command("clock", epilog=_examples("sudo cryptbpf pki clock"))
+def clock_cmd():
+    """Re-publish the TAI-UTC offset (after a leap second; clock steps need nothing)."""
+    with _pinned() as h:
+        off = admin.publish_clock(h)
+    typer.echo(f"TAI - UTC = {off // 1_000_000_000} s published")
+
+
+@cli.command("demo-ca", epilog=_examples("cryptbpf pki demo-ca ./pki"))
+def demo_ca_cmd(directory: Path):
+    """Issue a demo root, intermediate and leaves (ECDSA P-256) into DIRECTORY."""
+    from ..pki.ca import demo_ca
+    files = demo_ca(directory)
+    for n, p in files.items():
+        typer.echo(f"wrote {p}")
+    typer.echo(f"server: sudo cryptbpf pki trust {files['root.pem']}\n"
+               f"client: cryptbpf pki connect SERVER 7443 --cert {files['leaf.pem']} "
+               f"--chain {files['chain.pem']} --key {files['leaf.key']}")
+
+
+SPEC = PkiValidator(
+    name=NAME,
+    object="pki_validator",
+    summary="X.509 (ECDSA P-256) certificate-chain access control for ports, in XDP",
+    hooks=[Hook("pki_xdp", "xdp")],
+    requires=["xdp", "bpf_loop", "xdp_load_bytes", "syscall_prog", "btf"],
+    knobs={"ctrl_port": "UDP port of the authentication exchange (default 7443)"},
+    header="pki_validator",
+    stats_type="struct pki_validator_stats",
+    commands={"pki": cli},
+    options={"protect": "port whose TCP/UDP traffic needs an authorization (repeatable)",
+             "trust": "CA certificate file to trust (repeatable)",
+             "lifetime": f"authorization lifetime in seconds (default {DEFAULT_LIFETIME}; "
+                         "never past the chain's notAfter)"},
+)
