@@ -116,8 +116,8 @@ static __always_inline void pow_hash(struct cryptbpf_sha256_ctx *s, const struct
 {
 	__u64 *w = (__u64 *)s->buf;
 
-	__builtin_memcpy(s->buf, m->challenge, 32);
-	__builtin_memcpy(s->buf + 32, m->nonce, 8);
+	copy_words(s->buf, m->challenge, 32);
+	copy_words(s->buf + 32, m->nonce, 8);
 	w[5] = 0x80;                                 /* byte 40 */
 	w[6] = 0;
 	w[7] = __builtin_bswap64(40 * 8);
@@ -243,7 +243,15 @@ static __noinline int send_challenge(struct xdp_md *ctx, const struct xdp_udp4 *
 	m->type = POW_CHALLENGE;
 	m->difficulty = d;
 	m->slot = bpf_htonl(slot);
-	if (xdp_udp4_reply(ctx, u, m, sizeof(*m))) {
+	switch (xdp_udp4_reply(ctx, u, m, sizeof(*m))) {
+	case 0:
+		break;
+	case XDP_REPLY_NO_ROOM:
+		/* a datagram shorter than the challenge, and the driver has no
+		 * tailroom to grow it: the client must send a REQUEST */
+		COUNT(no_room);
+		return XDP_DROP;
+	default:
 		COUNT(errors);
 		return XDP_DROP;
 	}
@@ -251,7 +259,8 @@ static __noinline int send_challenge(struct xdp_md *ctx, const struct xdp_udp4 *
 	return XDP_TX;
 }
 
-/* A SOLUTION: verify, refill the bucket, answer ADMIT. */
+/* A SOLUTION (in s->msg, checked for form): verify, refill the bucket,
+ * answer ADMIT. */
 static __noinline int on_solution(struct xdp_md *ctx, const struct xdp_udp4 *u,
 				  const struct pow_config *c, __u64 now)
 {
@@ -266,12 +275,6 @@ static __noinline int on_solution(struct xdp_md *ctx, const struct xdp_udp4 *u,
 	if (!s)
 		return XDP_DROP;
 	m = &s->msg;
-	if (bpf_xdp_load_bytes(ctx, u->payload_off, m, sizeof(*m)) ||
-	    m->version != POW_VERSION || m->type != POW_SOLUTION || m->reserved ||
-	    m->difficulty > POW_MAX_DIFFICULTY) {
-		COUNT(malformed);
-		return XDP_DROP;
-	}
 	if (!key) {
 		COUNT(no_key);
 		return XDP_DROP;
@@ -282,7 +285,7 @@ static __noinline int on_solution(struct xdp_md *ctx, const struct xdp_udp4 *u,
 	/* 1. the challenge is the one we issue to this address, slot and d */
 	challenge_input_set(&s->cs.in, pow_label, saddr, 0, used.slot, d);
 	__builtin_memset(s->cs.in.nonce, 0, CHALLENGE_NONCE_LEN);
-	__builtin_memcpy(s->cs.presented, m->challenge, 32);
+	copy_words(s->cs.presented, m->challenge, 32);
 	switch (challenge_check(&s->cs, key, now_slot())) {
 	case CHALLENGE_OK:
 		break;
@@ -328,6 +331,55 @@ static __noinline int on_solution(struct xdp_md *ctx, const struct xdp_udp4 *u,
 	return XDP_TX;
 }
 
+/* Challenge the sender of u, if it has challenges left in this slot. */
+static __always_inline int challenge_source(struct xdp_md *ctx, const struct xdp_udp4 *u,
+					    struct pow_bucket *b, const struct pow_config *c,
+					    __u32 d)
+{
+	int verdict;
+
+	if (!challenge_allowed(b, c, now_slot())) {
+		COUNT(limited);
+		return XDP_DROP;
+	}
+	verdict = send_challenge(ctx, u, d);
+	if (verdict != XDP_TX)       /* nothing was sent: not a reflection */
+		__sync_fetch_and_sub(&b->chal_count, 1);
+	return verdict;
+}
+
+/* A payload that starts with POW_MAGIC: exactly one well-formed pow_msg,
+ * a SOLUTION or a REQUEST, or dropped. */
+static __noinline int on_control(struct xdp_md *ctx, const struct xdp_udp4 *u,
+				 const struct pow_config *c, __u64 now, __u32 d)
+{
+	struct pow_scratch *s = cryptbpf_scratch(&pow_scratch);
+	struct pow_bucket *b;
+	struct pow_msg *m;
+
+	if (!s)
+		return XDP_DROP;
+	m = &s->msg;
+	if (u->payload_len != sizeof(*m) ||
+	    bpf_xdp_load_bytes(ctx, u->payload_off, m, sizeof(*m)) ||
+	    m->version != POW_VERSION || m->reserved ||
+	    m->difficulty > POW_MAX_DIFFICULTY ||
+	    (m->type != POW_SOLUTION && m->type != POW_REQUEST)) {
+		COUNT(malformed);
+		return XDP_DROP;
+	}
+	if (m->type == POW_SOLUTION)
+		return on_solution(ctx, u, c, now);
+	/* REQUEST: a challenge in place, same size, whatever the budget */
+	b = bucket_of(u->saddr, c, now);
+	if (!b) {
+		COUNT(errors);
+		return XDP_DROP;
+	}
+	COUNT(requests);
+	return challenge_source(ctx, u, b, c, d);
+}
+
 /* A datagram to a protected port. */
 static __always_inline int on_protected(struct xdp_md *ctx)
 {
@@ -351,13 +403,8 @@ static __always_inline int on_protected(struct xdp_md *ctx)
 
 	if (u.payload_len >= sizeof(magic) &&
 	    !bpf_xdp_load_bytes(ctx, u.payload_off, &magic, sizeof(magic)) &&
-	    magic == bpf_htonl(POW_MAGIC)) {
-		if (u.payload_len != sizeof(struct pow_msg)) {
-			COUNT(malformed);
-			return XDP_DROP;
-		}
-		return on_solution(ctx, &u, c, now);
-	}
+	    magic == bpf_htonl(POW_MAGIC))
+		return on_control(ctx, &u, c, now, d);
 
 	b = bucket_of(u.saddr, c, now);
 	if (!b) {
@@ -368,11 +415,7 @@ static __always_inline int on_protected(struct xdp_md *ctx)
 		COUNT(passed);
 		return XDP_PASS;
 	}
-	if (!challenge_allowed(b, c, now_slot())) {
-		COUNT(limited);
-		return XDP_DROP;
-	}
-	return send_challenge(ctx, &u, d);
+	return challenge_source(ctx, &u, b, c, d);
 }
 
 SEC("xdp")

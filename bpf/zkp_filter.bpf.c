@@ -145,7 +145,7 @@ static __noinline int on_hello(struct xdp_md *ctx, struct zkp_scratch *s,
 		return XDP_DROP;
 	}
 	challenge_input_set(&s->cs.in, zkp_label, u->saddr, 0, slot, 0);
-	__builtin_memcpy(s->cs.in.nonce, m->client_nonce, ZKP_NONCE_LEN);
+	copy_words(s->cs.in.nonce, m->client_nonce, ZKP_NONCE_LEN);
 	challenge_compute(&s->cs, key, m->challenge);
 	m->type = ZKP_CHALLENGE;
 	m->key_id = 0;
@@ -181,8 +181,8 @@ static __always_inline int check_proof(struct zkp_scratch *s, const struct xdp_u
 
 	/* 1. the challenge is the one we would issue to this address now */
 	challenge_input_set(&s->cs.in, zkp_label, u->saddr, 0, bpf_ntohl(m->slot), 0);
-	__builtin_memcpy(s->cs.in.nonce, m->client_nonce, ZKP_NONCE_LEN);
-	__builtin_memcpy(s->cs.presented, m->challenge, ZKP_MAC_LEN);
+	copy_words(s->cs.in.nonce, m->client_nonce, ZKP_NONCE_LEN);
+	copy_words(s->cs.presented, m->challenge, ZKP_MAC_LEN);
 	switch (challenge_check(&s->cs, key, now_slot())) {
 	case CHALLENGE_OK:
 		break;
@@ -195,10 +195,10 @@ static __always_inline int check_proof(struct zkp_scratch *s, const struct xdp_u
 	}
 
 	/* 2. proof = HMAC(verifier, challenge || addr || key_id), constant time */
-	__builtin_memcpy(s->proof_in.challenge, m->challenge, ZKP_MAC_LEN);
+	copy_words(s->proof_in.challenge, m->challenge, ZKP_MAC_LEN);
 	s->proof_in.addr = u->saddr;
 	s->proof_in.key_id = m->key_id;
-	__builtin_memcpy(s->cs.presented, m->proof, ZKP_MAC_LEN);
+	copy_words(s->cs.presented, m->proof, ZKP_MAC_LEN);
 	hmac_sha256_short(&s->cs.h.hash, &verifier->pads, &s->proof_in,
 			  sizeof(s->proof_in), s->cs.mac);
 	if (!ct_eq32(s->cs.mac, s->cs.presented)) {

@@ -121,12 +121,25 @@ static __always_inline const struct challenge_key *challenge_key_get(void *key_m
 	return k && k->installed ? k : NULL;
 }
 
+/* Copy n bytes (a multiple of 4) between 4-byte aligned buffers, a word at a
+ * time: clang copies u8 arrays byte by byte and, next to the hash code,
+ * spills the bytes to the stack (hundreds of bytes of frame). */
+static __always_inline void copy_words(void *dst, const void *src, const __u32 n)
+{
+	__u32 *d = dst;
+	const __u32 *s = src;
+
+#pragma clang loop unroll(full)
+	for (__u32 i = 0; i < n / 4; i++)
+		d[i] = s[i];
+}
+
 /* HMAC-SHA256 of a message of at most 48 bytes under precomputed pad
  * states: exactly two compressions, no streaming bookkeeping. msg: len
  * bytes, 8-byte aligned, len a compile-time multiple of 8 (copied in words:
  * a byte-wise copy of unknown alignment makes clang spill ~40 registers);
  * s: scratch hash state (map memory), msg must not live in s->buf; out: 32
- * bytes, stack or map memory. */
+ * bytes, 4-byte aligned, stack or map memory. */
 static __always_inline void hmac_sha256_short(struct cryptbpf_sha256_ctx *s,
 					      const struct cryptbpf_hmac_sha256_key *k,
 					      const void *msg, const __u32 len, __u8 *out)
@@ -158,8 +171,7 @@ static __always_inline void hmac_sha256_short(struct cryptbpf_sha256_ctx *s,
 #pragma clang loop unroll(full)
 	for (int j = 0; j < 8; j++)
 		s->h[j] = __builtin_bswap32(s->h[j]);
-	asm volatile("" ::: "memory");
-	__builtin_memcpy(out, s->h, SHA256_DIGEST_SIZE);
+	copy_words(out, s->h, SHA256_DIGEST_SIZE);
 }
 
 /* 1 if a[0..32) == b[0..32), else 0; both 8-byte aligned. Constant time:

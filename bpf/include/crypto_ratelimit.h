@@ -11,12 +11,19 @@
  *
  * Control messages are UDP payloads of exactly one struct pow_msg (56
  * bytes; multi-byte fields big-endian) to a protected port. A payload that
- * starts with POW_MAGIC but is not a well-formed SOLUTION is dropped.
+ * starts with POW_MAGIC but is not a well-formed SOLUTION or REQUEST is
+ * dropped.
+ *
+ * The challenge replaces the datagram that triggered it, resized to 56
+ * bytes of payload. Where the driver cannot grow a shorter datagram (native
+ * XDP on veth), the client asks with a REQUEST (any fields, 56 bytes) and
+ * gets the CHALLENGE in its place. Challenges per source and slot are
+ * bounded (max_challenges), which bounds what a spoofed source can reflect.
  *
  *   off len field
  *     0   4 magic        POW_MAGIC ("CBPW")
  *     4   1 version      POW_VERSION
- *     5   1 type         POW_CHALLENGE / POW_SOLUTION / POW_ADMIT
+ *     5   1 type         POW_CHALLENGE / POW_SOLUTION / POW_ADMIT / POW_REQUEST
  *     6   1 difficulty   leading zero bits required, 0..32
  *     7   1 reserved     0
  *     8   4 slot         time slot the challenge was issued in
@@ -39,6 +46,7 @@
 #define POW_CHALLENGE 1
 #define POW_SOLUTION  2
 #define POW_ADMIT     3
+#define POW_REQUEST   4
 
 #define POW_MAX_DIFFICULTY 32
 #define POW_WINDOW_NS 1000000000ULL   /* load is measured over 1 s windows */
@@ -126,6 +134,8 @@ struct crypto_ratelimit_stats {
 	__u64 bad_l4;           /* truncated/inconsistent IP or L4 header: dropped */
 	__u64 ipv6_dropped;     /* IPv6 datagrams to protected ports (no IPv6 buckets) */
 	__u64 no_key;           /* no server key installed: dropped */
+	__u64 requests;         /* REQUEST messages answered */
+	__u64 no_room;          /* datagram too short to become a challenge here: dropped */
 	__u64 raised;           /* difficulty steps up */
 	__u64 lowered;          /* difficulty steps down */
 	__u64 errors;           /* helper failures */

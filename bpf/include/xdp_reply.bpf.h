@@ -51,6 +51,7 @@
 
 #define XDP_REPLY_MAX_PAYLOAD 512   /* bpf_csum_diff() takes at most 512 bytes */
 #define XDP_REPLY_TTL 64
+#define XDP_REPLY_NO_ROOM (-2)      /* the frame could not grow (no tailroom) */
 
 struct xdp_udp4 {
 	__u32 l3_off;        /* IPv4 header (14, or 18/22 behind VLAN tags) */
@@ -171,7 +172,9 @@ CRYPTBPF_PERCPU_SCRATCH(xdp_reply_scratch, struct xdp_reply_scratch);
  * payload is payload[0 .. len). payload: map memory (bpf_csum_diff() reads
  * it), with round_up(len, 4) readable bytes of which those past len are
  * zero. len: 1..XDP_REPLY_MAX_PAYLOAD, best a compile-time constant.
- * Returns 0 (return XDP_TX next) or -1 (frame could not be resized: drop).
+ * Returns 0 (return XDP_TX next), XDP_REPLY_NO_ROOM when the frame could not
+ * be resized (growing needs tailroom: generic XDP and most NIC drivers have
+ * plenty, native XDP on veth has next to none for small skbs), or -1.
  * A subprogram of its own (static, so the verifier still checks it with the
  * caller's argument values). */
 static __noinline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *u,
@@ -191,7 +194,7 @@ static __noinline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *
 	ip = (struct iphdr *)x->iph;
 	delta = (int)(u->payload_off + len) - (int)xdp_frame_len(ctx);
 	if (delta && bpf_xdp_adjust_tail(ctx, delta))
-		return -1;
+		return XDP_REPLY_NO_ROOM;
 
 	/* Ethernet: back to the sender. */
 	if (bpf_xdp_load_bytes(ctx, 0, &x->eth, sizeof(x->eth)))

@@ -102,6 +102,7 @@ class PowStats:
     solve_times: list = field(default_factory=list)
     difficulties: list = field(default_factory=list)
     hashes: int = 0
+    requests: int = 0       # explicit REQUESTs sent
 
 
 class PowClient:
@@ -142,19 +143,31 @@ class PowClient:
             return None
 
     def request(self, data: bytes, expect_reply: bool = True) -> bytes | None:
-        """Send `data`; return the service's reply (None if none came within
-        the timeout, or right away when expect_reply is False and no
-        challenge came back quickly)."""
+        """Send `data`; return the service's reply, or None if none came.
+
+        A CHALLENGE that comes back instead is paid for and `data` resent.
+        When nothing comes back at all and a reply was expected, the server
+        may have dropped the datagram without challenging (the driver could
+        not grow a short datagram into a challenge, or this source used up
+        its challenges): one REQUEST asks for a challenge explicitly. With
+        expect_reply=False only a challenge arriving within 0.2 s is handled.
+        """
         if unpack(data) is not None:
             raise CryptbpfError("payload looks like a pow message (starts with the magic)")
         self.sock.send(data)
-        rounds = 0
+        rounds, probed = 0, False
         wait = self.timeout if expect_reply else min(self.timeout, 0.2)
         deadline = time.monotonic() + wait
         while True:
             got = self._recv(deadline)
             if got is None:
-                return None
+                if not expect_reply or probed:
+                    return None
+                probed = True
+                self.stats.requests += 1
+                self.sock.send(pack("request"))
+                deadline = time.monotonic() + wait
+                continue
             m = unpack(got)
             if m is None:
                 return got
