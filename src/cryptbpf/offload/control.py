@@ -163,8 +163,9 @@ def read_costs(handle, map_name: str) -> list[dict[str, int]]:
 
 def crossover(handle) -> dict[str, dict[str, Any]]:
     """Per op: the estimates per size bucket, which path each prefers,
-    and the crossover: the smallest size from which the daemon's estimate
-    is lower (None: the kernel wins everywhere it can serve)."""
+    and the crossover: the smallest size from which the daemon's measured
+    estimate is lower (None: the kernel wins wherever both were measured).
+    Buckets still on a seed route by it but do not count for the crossover."""
     kc, dc = read_costs(handle, "kernel_cost"), read_costs(handle, "daemon_cost")
     kmax = read_config(handle)["kernel_max_len"]
     out = {}
@@ -175,7 +176,8 @@ def crossover(handle) -> dict[str, dict[str, Any]]:
                 break
             k, d = kc[(op - 1) * P.BUCKETS + b], dc[(op - 1) * P.BUCKETS + b]
             prefer = "kernel" if k["ewma_ns"] <= d["ewma_ns"] else "daemon"
-            if prefer == "daemon" and cross is None:
+            measured = bool(k["samples"] and d["samples"])
+            if prefer == "daemon" and measured and cross is None:
                 cross = b << P.BUCKET_SHIFT
             rows.append({"sizes": P.bucket_range(b), "kernel_ns": k["ewma_ns"],
                          "kernel_samples": k["samples"], "daemon_ns": d["ewma_ns"],

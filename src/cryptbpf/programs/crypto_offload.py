@@ -55,7 +55,7 @@ def _int_option(options: dict[str, list[str]], name: str, default: int) -> int:
 
 def _crossover_text(cross: Optional[int]) -> str:
     if cross is None:
-        return "kernel faster at every size it serves"
+        return "kernel faster wherever both paths were measured"
     return "daemon faster at every size" if cross == 0 else f"daemon from {cross} B"
 
 
@@ -208,8 +208,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         typer.echo(f"\n{op}: {_crossover_text(o['crossover'])}")
         typer.echo(f"  {'size':<10}{'kernel ns':>11}{'n':>8}{'daemon ns':>11}{'n':>8}  prefer")
         for b in o["buckets"]:
+            seed = "" if b["kernel_samples"] and b["daemon_samples"] else " (seed)"
             typer.echo(f"  {b['sizes']:<10}{b['kernel_ns']:>11}{b['kernel_samples']:>8}"
-                       f"{b['daemon_ns']:>11}{b['daemon_samples']:>8}  {b['prefer']}")
+                       f"{b['daemon_ns']:>11}{b['daemon_samples']:>8}  {b['prefer']}{seed}")
     typer.echo("\ndecisions (path/reason):")
     for k, v in data["decisions"].items():
         typer.echo(f"  {k:<24}{v}")
@@ -243,6 +244,8 @@ def samples(count: int = typer.Option(0, help="Stop after this many (0: no limit
     seen = []
 
     def show(raw: bytes):
+        if count and len(seen) >= count:
+            return 0              # the rest of this poll's batch
         s = control.decode_sample(raw)
         seen.append(1)
         if as_json:
@@ -252,7 +255,7 @@ def samples(count: int = typer.Option(0, help="Stop after this many (0: no limit
                        f"{s['path']:<6} ({s['reason']}) kernel est {s['kernel_est_ns']} ns, "
                        f"daemon est {s['daemon_est_ns']} ns"
                        + (f", cost {s['cost_ns']} ns" if s["cost_ns"] else ""))
-        return 1 if count and len(seen) >= count else 0
+        return 0
 
     end = time.monotonic() + seconds if seconds else None
     with _pinned() as h, RingBuffer(h.map("offload_samples"), show) as rb:
