@@ -233,6 +233,7 @@ static __always_inline int elog_emit(struct elog_scratch *s, struct elog_cpu_sta
 	h->cpu = bpf_get_smp_processor_id();
 	epoch = elog_key_copy(s);
 	if (epoch < 0) {
+		__builtin_memset(s->key, 0, ELOG_KEY_SIZE);	/* a torn copy is still key material */
 		cs->lost++;
 		st->lost_key++;
 		return -ELOG_EBUSY;

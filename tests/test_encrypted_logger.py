@@ -364,9 +364,10 @@ def test_reordered_record_is_reported_by_position(recorded, keys, tmp_path):
     swapped[i], swapped[j] = swapped[j], swapped[i]
     _write(tmp_path / "r.clog", swapped, recorded["path"])
     rc, rep = _verify(tmp_path / "r.clog", keys["file"])
-    assert rc == 1
-    assert ("reordered", j + 1) in [(p["kind"], p["position"]) for p in rep["problems"]]
-    assert all(p["kind"] == "reordered" for p in rep["problems"])
+    assert rc == 1 and rep["problems"]
+    # one of the two swapped records is out of place (and nothing else)
+    assert {(p["kind"], p["position"]) for p in rep["problems"]} <= {("reordered", i + 1),
+                                                                     ("reordered", j + 1)}
 
 
 def test_dropped_record_is_reported_by_position(recorded, keys, tmp_path):

@@ -476,23 +476,27 @@ def _check_streams(good: list[_Rec], claimed: set, rep: Report) -> None:
         seqs = [r.sealed.seq for r in rs]
         rep.streams[name] = {"records": len(rs), "first_seq": min(seqs), "last_seq": max(seqs),
                              "kernel_lost": max(r.sealed.hdr["lost"] for r in rs)}
-        # order and duplicates, in file order
+        # duplicates, then order: the records that are out of place are
+        # those outside a longest increasing run of sequence numbers (one
+        # record moved = one report, not one per record it jumped over)
         seen: dict[int, int] = {}
-        top = None
+        unique = []
         for r in rs:
-            s = r.sealed.seq
-            if s in seen:
+            if r.sealed.seq in seen:
                 rep.problems.append(Finding(r.position, "duplicate",
-                                            f"record {r.position}: cpu {cpu} seq {s} already "
-                                            f"appeared as record {seen[s]}"))
+                                            f"record {r.position}: cpu {cpu} seq {r.sealed.seq} "
+                                            f"already appeared as record {seen[r.sealed.seq]}"))
                 continue
-            seen[s] = r.position
-            if top is not None and s < top.sealed.seq:
+            seen[r.sealed.seq] = r.position
+            unique.append(r)
+        in_order = _longest_increasing([r.sealed.seq for r in unique])
+        for k, r in enumerate(unique):
+            if k not in in_order:
+                before = unique[k - 1].sealed.seq if k else None
                 rep.problems.append(Finding(r.position, "reordered",
-                                            f"record {r.position}: cpu {cpu} seq {s} comes after seq "
-                                            f"{top.sealed.seq} (record {top.position}): reordered"))
-            elif top is None or s > top.sealed.seq:
-                top = r
+                                            f"record {r.position}: cpu {cpu} seq {r.sealed.seq} is out "
+                                            "of place" + (f" (follows seq {before})" if before is not None
+                                                          else " (first of its stream)")))
         # holes, in sequence order
         ordered = sorted({r.sealed.seq: r for r in rs}.values(), key=lambda r: r.sealed.seq)
         head = ordered[0]
@@ -537,6 +541,28 @@ def _check_streams(good: list[_Rec], claimed: set, rep: Report) -> None:
                                         f"cpu {cpu}: stream ends at record {last.position} (seq "
                                         f"{last.sealed.seq}) without an END mark: file truncated "
                                         "(or the recorder was killed)"))
+
+
+def _longest_increasing(seqs: list[int]) -> set[int]:
+    """Indexes of one longest strictly increasing subsequence (patience
+    sorting, O(n log n))."""
+    import bisect
+    tails: list[int] = []       # smallest tail value of a run of each length
+    tail_idx: list[int] = []
+    prev = [-1] * len(seqs)
+    for i, s in enumerate(seqs):
+        k = bisect.bisect_left(tails, s)
+        if k == len(tails):
+            tails.append(s)
+            tail_idx.append(i)
+        else:
+            tails[k], tail_idx[k] = s, i
+        prev[i] = tail_idx[k - 1] if k else -1
+    out, i = set(), tail_idx[-1] if tail_idx else -1
+    while i >= 0:
+        out.add(i)
+        i = prev[i]
+    return out
 
 
 def _check_runs(good: list[_Rec], rep: Report) -> None:
