@@ -27,6 +27,10 @@ def name(cn: str) -> x509.Name:
                       x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
+def _dns(cn: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in cn.lower()) + ".cryptbpf.test"
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -78,6 +82,10 @@ def issue(cn: str, issuer: Issued | None = None, *, ca: bool | None = False,
             data_encipherment=False, key_agreement=False, key_cert_sign=bool(ca),
             crl_sign=bool(ca), encipher_only=False, decipher_only=False), critical=True)
     b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    signer_pub = issuer.key.public_key() if issuer else key.public_key()
+    b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_pub), critical=False)
+    if not ca:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(_dns(cn))]), critical=False)
     for ext, critical in extra_extensions:
         b = b.add_extension(ext, critical=critical)
     signer = issuer.key if issuer else key
