@@ -150,6 +150,16 @@ def test_reply_frame_addresses_ports_lengths_checksums(fresh, op):
         assert len(res.data) <= len(req), "a reply is never larger than its request"
 
 
+def test_reply_keeps_ip_options_and_sums_them(fresh):
+    from scapy.layers.inet import IPOption_RR
+    payload = P.request("sha256", b"opt" * 20, req_id=4)
+    res = run(fresh, payload, options=[IPOption_RR(routers=["10.9.9.9"])])
+    assert res.retval == XDP_TX and checksums_ok(res.data)
+    e = Ether(res.data)
+    assert e[IP].ihl == 7 and e[IP].options[0].routers == ["10.9.9.9"]
+    assert reply_of(res.data).result == hashlib.sha256(b"opt" * 20).digest()
+
+
 def test_hmac_with_a_16_byte_key(fresh):
     data = os.urandom(300)
     rep = reply_of(run(fresh, P.request("hmac", data, req_id=5, key_id=HMAC16_ID)).data)

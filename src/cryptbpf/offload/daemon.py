@@ -48,7 +48,8 @@ class Daemon:
         with inside(netns):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # no SO_REUSEADDR: a second daemon on the port must fail, not
+            # silently share it
             self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self.sock.bind((address, port))
@@ -67,9 +68,12 @@ class Daemon:
             self.beat()
 
     def close(self) -> None:
-        """Tell the kernel the daemon is gone (heartbeat 0), close the socket."""
+        """Tell the kernel the daemon is gone (heartbeat 0, unless another
+        daemon has taken over meanwhile), close the socket."""
         try:
-            self.heart.update(0, P.L.pack("struct offload_daemon", heartbeat_ns=0, pid=0))
+            cur = P.L.unpack("struct offload_daemon", self.heart.lookup(0))
+            if cur["pid"] in (0, os.getpid()):
+                self.heart.update(0, P.L.pack("struct offload_daemon", heartbeat_ns=0, pid=0))
         finally:
             self.sock.close()
 
