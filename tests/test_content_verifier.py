@@ -538,6 +538,43 @@ def test_crafted_datagrams_are_dropped_by_reason(loaded):
     assert cv.allowlist(h) == {hashlib.sha256(content).digest(): 1}
 
 
+def wait_bound(netns: str, port: int, timeout: float = 15.0) -> None:
+    """Until a UDP socket is bound to `port` in `netns` (the CLI's start-up
+    takes a while on a busy machine)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        out = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hlun", f"sport = :{port}"],
+                             capture_output=True, text=True).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound to UDP port {port} in {netns}")
+
+
+def test_late_receiver_gets_the_root_repeated(veth_pair):
+    """The sender starts before anyone listens: it repeats the root until
+    the receiver appears, which then asks for everything else."""
+    requires()
+    pair = veth_pair
+    data = os.urandom(CHUNK * 3 + 1)
+    enc = cas.encode(data, CHUNK)
+    with inside(pair.ns_a):
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with tx:
+        tx.connect((pair.addr_b, PORT))
+        sender = cas.Sender(tx, enc, linger=3.0, nudge=0.2)
+        t = threading.Thread(target=sender.run)
+        t.start()
+        time.sleep(0.5)   # everything of the first burst is lost
+        with inside(pair.ns_b):
+            rx = cas.receive_socket(PORT, pair.addr_b)
+        with rx:
+            got = cas.Receiver(rx, idle=0.2, timeout=4.0).run()
+        t.join()
+    assert got.data == data and sender.report.confirmed
+    assert sender.report.resent >= len(enc.order)
+
+
 def test_cli_send_recv_allowlist(veth_pair, tmp_path):
     requires()
     pair = veth_pair
@@ -551,7 +588,7 @@ def test_cli_send_recv_allowlist(veth_pair, tmp_path):
         rx = subprocess.Popen(ns(pair.ns_b) + cli + ["cas", "recv", str(out), "--bind", pair.addr_b,
                                                      "--timeout", recv_timeout],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(0.8)   # the receiver binds its socket
+        wait_bound(pair.ns_b, PORT)
         tx = subprocess.run(ns(pair.ns_a) + cli + ["cas", "send", str(src), pair.addr_b, str(PORT),
                                                    "--linger", "2"],
                             capture_output=True, text=True)

@@ -342,11 +342,15 @@ class Sender:
     """Send an encoded file over a socket connected to the receiver, then
     answer its WANT requests until it says DONE or stays quiet for `linger`
     seconds. Sending is paced in bursts so a receiver hashing in XDP is not
-    flooded; losses are repaired by the receiver's requests."""
+    flooded; losses are repaired by the receiver's requests. Until the
+    receiver has said anything, the root is repeated every `nudge` seconds:
+    a receiver that started late (or lost everything) learns the root and
+    whom to ask from it."""
 
     def __init__(self, sock: socket.socket, enc: Encoded, linger: float = 3.0,
-                 burst: int = 32, gap: float = 0.001):
+                 burst: int = 32, gap: float = 0.001, nudge: float = 0.5):
         self.sock, self.enc, self.linger, self.burst, self.gap = sock, enc, linger, burst, gap
+        self.nudge = nudge
         self.report = SendReport(enc.root, enc.size, len(enc.chunks))
 
     def _send(self, ids) -> None:
@@ -362,14 +366,19 @@ class Sender:
     def run(self) -> SendReport:
         self._send(self.enc.order)
         deadline = time.monotonic() + self.linger
+        heard = False
         while (left := deadline - time.monotonic()) > 0:
-            self.sock.settimeout(left)
+            self.sock.settimeout(left if heard else min(left, self.nudge))
             try:
                 dgram = self.sock.recv(65535)
             except socket.timeout:
-                break
-            except ConnectionRefusedError:
+                if not heard:
+                    self._send([self.enc.root])
+                    self.report.resent += 1
                 continue
+            except ConnectionRefusedError:
+                continue   # ICMP port unreachable: no receiver (yet)
+            heard = True
             try:
                 c = parse_datagram(dgram)
                 if c.type != WANT_T:
