@@ -669,3 +669,34 @@ def test_hello_must_not_be_amplified(bench_obj):
     r = bench_obj.program("pki_xdp").test_run(data=udp_frame(short, CTRL))
     assert r.retval == XDP_DROP
     assert delta(s0, admin.stats(bench_obj)) == {"malformed": 1}
+
+
+def test_guard_sees_through_vlan_and_refuses_ipv6(bench_obj, pki):
+    """VLAN-tagged frames to a protected port are judged like untagged ones;
+    IPv6 to a protected port is never authorized (authorization is per
+    IPv4 address); other ports pass untouched."""
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import Ether
+    prog = bench_obj.program("pki_xdp")
+    p = RunPeer(prog, src="10.9.0.9")
+    p.authenticate([], pki.direct.der, pki.direct.key)
+    for src, want in (("10.9.0.9", XDP_PASS), ("10.9.0.10", XDP_DROP)):
+        assert prog.test_run(data=udp_frame(b"x" * 32, APP_PORT, src=src, vlan=7)).retval == want
+        assert prog.test_run(data=udp_frame(b"x" * 32, APP_PORT, src=src)).retval == want
+    six = bytes(Ether() / IPv6(src="fd00::9", dst="fd00::1") / UDP(sport=1, dport=APP_PORT) / (b"x" * 32))
+    assert prog.test_run(data=six).retval == XDP_DROP
+    six_other = bytes(Ether() / IPv6(src="fd00::9", dst="fd00::1") / UDP(sport=1, dport=APP_PORT + 1) / (b"x" * 32))
+    assert prog.test_run(data=six_other).retval == XDP_PASS
+
+
+def test_no_certificate_without_a_published_clock(bench_obj, pki):
+    """Validity needs Unix time: without the published TAI offset the
+    program refuses to judge (errors), it does not fall back to boot time."""
+    cfg = admin.config(bench_obj)
+    admin._set_config(bench_obj, clock_set=0)
+    try:
+        assert _try_cert(bench_obj, pki.direct.der) == "errors"
+    finally:
+        admin._set_config(bench_obj, clock_set=cfg["clock_set"], tai_offset_ns=cfg["tai_offset_ns"])
+    assert _try_cert(bench_obj, pki.direct.der) == "cert_ok"

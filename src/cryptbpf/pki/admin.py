@@ -182,13 +182,17 @@ def trust(handle, cert: x509.Certificate) -> dict:
 
 
 def _kfunc_setup(handle, kid: int, pub: bytes) -> None:
-    """Kernels with the signature kfuncs verify with them; elsewhere the
-    setup program reports EOPNOTSUPP and the table is used."""
+    """Kernels with the signature kfuncs verify with them (a kernel context
+    per key slot, which then takes precedence over the table); elsewhere the
+    setup program reports EOPNOTSUPP and the table is used. Any other
+    failure is an error: the slot could keep a previous key's context."""
     try:
         prog = handle.program("p256_kfunc_setup")
     except (KeyError, CryptbpfError, OSError):
         return
-    prog.test_run(ctx=p256.kfunc_setup_args(kid, pub))
+    err = p256.kfunc_setup_err(prog.test_run(ctx=p256.kfunc_setup_args(kid, pub)).ctx)
+    if err not in (0, -95):
+        raise CryptbpfError(f"the kernel refused the anchor's key: errno {-err}")
 
 
 def untrust(handle, cert: x509.Certificate) -> bool:
