@@ -234,6 +234,7 @@ static __always_inline int elog_emit(struct elog_scratch *s, struct elog_cpu_sta
 	epoch = elog_key_copy(s);
 	if (epoch < 0) {
 		__builtin_memset(s->key, 0, ELOG_KEY_SIZE);	/* a torn copy is still key material */
+		__builtin_memset(body, 0, len);			/* no plaintext left behind */
 		cs->lost++;
 		st->lost_key++;
 		return -ELOG_EBUSY;
@@ -248,6 +249,7 @@ static __always_inline int elog_emit(struct elog_scratch *s, struct elog_cpu_sta
 	__builtin_memset(s->key, 0, ELOG_KEY_SIZE);
 	__builtin_memset(&s->aead.cc, 0, sizeof(s->aead.cc));
 	if (err) {
+		__builtin_memset(body, 0, len);
 		cs->lost++;
 		st->lost_key++;
 		return err;

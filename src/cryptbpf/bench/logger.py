@@ -1,7 +1,9 @@
 """encrypted-logger: what sealing every exec in the kernel costs.
 
 - exec of /bin/true with and without the tracepoint attached, alternating
-  batches in the same run (posix_spawn + waitpid, median of the batches);
+  batches in the same run (posix_spawn + waitpid; best and median batch).
+  Wall time of a ~1 ms exec is noisy on a shared machine: the kernel's own
+  accounting below is the reliable measure of the overhead;
 - the exec program's own time per record (kernel BPF run-time statistics,
   kernel.bpf_stats_enabled switched on for the measurement only): seal +
   ring buffer output, and the records/s one CPU can seal; the baseline is
@@ -91,9 +93,12 @@ def logger(echo) -> list[dict]:
                 rb.consume()
         t, n = _runtime(prog)
         sealed = SPEC.stats(obj)
-        rows.append({"name": "exec of /bin/true with encrypted-logger (fork+exec+wait)",
-                     "size": auditlog.EXEC_SIZE, "ns": statistics.median(on),
-                     "baseline": "no logger", "baseline_ns": statistics.median(off),
+        # best batch of each side: on a shared 2-vCPU machine batch means
+        # swing 5x with other load; the fastest batch is the least disturbed
+        rows.append({"name": "exec of /bin/true with encrypted-logger (fork+exec+wait, best batch)",
+                     "size": auditlog.EXEC_SIZE, "ns": min(on),
+                     "baseline": "no logger", "baseline_ns": min(off),
+                     "median_ns": statistics.median(on), "median_baseline_ns": statistics.median(off),
                      "overhead_pct_median_of_pairs": round(100 * statistics.median(
                          [a / b - 1 for a, b in zip(on, off)]), 2)})
         body = os.urandom(auditlog.EXEC_SIZE)
