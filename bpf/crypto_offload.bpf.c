@@ -95,7 +95,7 @@ struct oreq {
  * copied out of the packet (the AEAD reads AAD from map memory only), the
  * digest, and a bounce buffer for the UDP checksum. */
 struct offload_scratch {
-	struct oreq req;    /* here rather than on the stack: the AEAD needs most of it */
+	struct oreq req;    /* not on the stack: the AEAD's call chain needs most of its 512 bytes */
 	union {
 		struct cryptbpf_sha256_ctx sha;
 		struct cryptbpf_hmac_sha256_ctx hmac;
@@ -121,8 +121,6 @@ CRYPTBPF_PERCPU_SCRATCH(key_scratch, struct key_scratch);
 #define IP_OFFSET    0x1fff
 #define IP_DF        0x4000
 #define REPLY_TTL    64
-#define SEAL_PREFIX  (sizeof(struct offload_req_hdr) + OFFLOAD_NONCE_SIZE)
-
 
 /* ------------------------------------------------------------ bookkeeping */
 
