@@ -493,8 +493,12 @@ static __always_inline int compute_digest(struct xdp_md *ctx, struct offload_scr
 	if (!k || k->type != OFFLOAD_KEY_HMAC)
 		return -1;
 	hmac_sha256_start(&s->hmac, (const struct cryptbpf_hmac_sha256_key *)k->istate);
-	err = hmac_sha256_update_xdp(&s->hmac, ctx, off, r->data_len);
-	return err ?: hmac_sha256_final(&s->hmac, s->digest);
+	err = hmac_sha256_update_xdp(&s->hmac, ctx, off, r->data_len) ?:
+	      hmac_sha256_final(&s->hmac, s->digest);
+	/* the pad states are as good as the key: leave none in scratch,
+	 * which `cryptbpf map` could dump */
+	__builtin_memset(&s->hmac, 0, sizeof(s->hmac));
+	return err;
 }
 
 /* Failure before / after the frame was modified. */
@@ -531,6 +535,7 @@ __noinline int offload_serve_seal(struct xdp_md *ctx, const struct oreq *r)
 	struct offload_scratch *s = cryptbpf_scratch(&offload_scratch);
 	struct offload_key *k;
 	__u32 body, out, aad_len, len;
+	int err;
 
 	if (!s || !r)
 		return SERVE_UNTOUCHED;
@@ -546,8 +551,10 @@ __noinline int offload_serve_seal(struct xdp_md *ctx, const struct oreq *r)
 	if (aad_len && bpf_xdp_load_bytes(ctx, body + OFFLOAD_NONCE_SIZE, s->aad,
 					  hash_partial_len(aad_len, OFFLOAD_MAX_AAD)))
 		return SERVE_UNTOUCHED;
-	if (chacha20_poly1305_seal_xdp(&s->aead, k->key, s->nonce, s->aad, aad_len, ctx,
-				       body + OFFLOAD_NONCE_SIZE + aad_len, out, len))
+	err = chacha20_poly1305_seal_xdp(&s->aead, k->key, s->nonce, s->aad, aad_len, ctx,
+					 body + OFFLOAD_NONCE_SIZE + aad_len, out, len);
+	__builtin_memset(&s->aead, 0, sizeof(s->aead));   /* key words, Poly1305 key */
+	if (err)
 		return SERVE_TOUCHED;
 	len += sizeof(struct offload_reply_hdr) + OFFLOAD_TAG_SIZE;
 	if (bpf_xdp_adjust_tail(ctx, (int)(r->pl_off + len) - (int)bpf_xdp_get_buff_len(ctx)) ||

@@ -325,6 +325,17 @@ def test_decision_samples_in_the_ring_buffer(fresh):
     control.write_config(fresh, sample_every=0)
 
 
+def test_no_key_material_left_in_scratch(fresh):
+    """The per-CPU scratch (dumpable with `cryptbpf map`) holds neither the
+    AEAD key nor the HMAC pad states after serving."""
+    run(fresh, P.request("hmac", b"h" * 100, req_id=1, key_id=HMAC_ID))
+    run(fresh, P.request("seal", b"s" * 100, req_id=2, key_id=AEAD_ID, nonce=bytes(12)))
+    entry = P.L.unpack("struct offload_key", fresh.map("offload_keys").lookup(HMAC_ID.to_bytes(4, "little")))
+    istate = struct.pack("<8I", *entry["istate"])
+    for cpu in fresh.map("offload_scratch").lookup_percpu(0):
+        assert fresh.keys.aead not in cpu and istate not in cpu and fresh.keys.hmac not in cpu
+
+
 def test_key_provisioning_checks_and_never_shows_keys(fresh):
     from cryptbpf.errors import CryptbpfError
     for kt, key in (("hmac", os.urandom(15)), ("hmac", os.urandom(65)), ("aead", os.urandom(16)),
