@@ -394,7 +394,11 @@ def test_cli_end_to_end(pki, tmp_path):
     from conftest import require_root
     require_root()
     require_all()
-    files = ca.demo_ca(tmp_path / "pki")
+    r = run_cli("pki", "demo-ca", str(tmp_path / "pki"))
+    assert r.returncode == 0, r.stderr
+    files = {p.name: p for p in (tmp_path / "pki").iterdir()}
+    assert {"root.pem", "intermediate.pem", "chain.pem", "leaf.pem", "leaf.key"} <= set(files)
+    assert (files["leaf.key"].stat().st_mode & 0o077) == 0
     tag = "cbq" + uuid.uuid4().hex[:5]
     v = VethPair(tag, subnet=f"10.214.{int(tag[3:5], 16)}").create()
     stop = threading.Event()
