@@ -147,6 +147,18 @@ def test_verifier_error_carries_the_log(root):
     assert len(str(err).splitlines()) <= VerifierError.TAIL_LINES + 2 < len(err.log.splitlines())
 
 
+def test_verifier_error_keeps_the_end_of_a_long_log(root):
+    """The verifier hands libbpf the whole log as one message; its last
+    line (the reason) must survive the print callback's formatting."""
+    with BpfObject.open(str(TEST_OBJ_DIR / "verifier_long_log.bpf.o")) as obj:
+        with pytest.raises(VerifierError) as e:
+            obj.load()
+    log = e.value.log
+    assert len(log) > 8192
+    assert "processed" in log.splitlines()[-1] or "processed" in log[-400:]
+    assert "unbounded" in str(e.value) or "invalid" in str(e.value) or "min value" in str(e.value)
+
+
 def test_pinned_map_reopens(load_object, tmp_path):
     obj = load_object(FIXTURE)
     obj.map("table").update(5, 55)

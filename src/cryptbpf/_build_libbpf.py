@@ -228,6 +228,7 @@ __u32 libbpf_minor_version(void);
 SOURCE = r"""
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -235,13 +236,27 @@ SOURCE = r"""
 static void _cryptbpf_log(int level, const char *msg);
 
 /* libbpf hands its print callback a va_list, which Python cannot consume:
- * format it here and pass the finished line to Python. */
+ * format it here and pass the finished line to Python. A verifier log
+ * arrives as ONE message of up to megabytes, its error at the end, so a
+ * message too long for the stack buffer is formatted again into the heap
+ * rather than truncated. */
 static int cryptbpf_print(enum libbpf_print_level level, const char *fmt,
                           va_list args)
 {
-    char buf[4096];
-    vsnprintf(buf, sizeof(buf), fmt, args);
-    _cryptbpf_log((int)level, buf);
+    char buf[4096], *big;
+    va_list again;
+    int n;
+
+    va_copy(again, args);
+    n = vsnprintf(buf, sizeof(buf), fmt, args);
+    if (n >= (int)sizeof(buf) && (big = malloc((size_t)n + 1))) {
+        vsnprintf(big, (size_t)n + 1, fmt, again);
+        _cryptbpf_log((int)level, big);
+        free(big);
+    } else {
+        _cryptbpf_log((int)level, buf);
+    }
+    va_end(again);
     return 0;
 }
 
