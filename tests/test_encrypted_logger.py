@@ -265,6 +265,21 @@ def test_ring_buffer_overflow_is_counted_and_shown_as_a_gap(features, keys):
         assert "lost in the kernel" in gaps[0].describe()
         assert any(r.get("pid") == p.pid for r in opened(master, later))
 
+        # and `logs follow` shows it: overflow again, then follow
+        for _ in range(12):
+            subprocess.run(["/bin/true"])
+        fol = subprocess.Popen([sys.executable, "-m", "cryptbpf.cli", "logs", "follow", "--key-file",
+                                str(keys["file"]), "--json", "--duration", "5"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)
+        for _ in range(3):
+            subprocess.run(["/bin/true"])
+        out, err = fol.communicate(timeout=30)
+        assert fol.returncode == 0, err
+        shown = [json.loads(l) for l in out.splitlines()]
+        gap_lines = [l for l in shown if l["type"] == "gap"]
+        assert gap_lines and all(g["kernel_lost"] == g["count"] > 0 for g in gap_lines)
+
 
 # ---------------------------------------------------------------- files
 

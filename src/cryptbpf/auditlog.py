@@ -207,11 +207,16 @@ def _shell_quote(s: str) -> str:
 class Gap:
     """Records of one CPU's stream that a reader did not get."""
     cpu: int
-    first: int          # first missing seq
+    first: int          # first missing seq (joined: the seq we joined at)
     count: int
     kernel_lost: int    # of which the kernel says it lost (ring buffer full, key busy)
+    joined: bool = False  # first record seen of a running stream: only the
+                          # kernel's count of earlier losses is known
 
     def describe(self) -> str:
+        if self.joined:
+            return (f"cpu {self.cpu}: joined the stream at seq {self.first}; the kernel lost "
+                    f"{self.kernel_lost} record(s) before that (ring buffer full)")
         rng = f"seq {self.first}" if self.count == 1 else f"seq {self.first}..{self.first + self.count - 1}"
         if self.kernel_lost == self.count:
             return f"cpu {self.cpu}: {self.count} record(s) lost in the kernel ({rng}; ring buffer full)"
@@ -233,12 +238,11 @@ class StreamTracker:
         prev = self._last.get(rec.stream)
         self._last[rec.stream] = (h["seq"], h["lost"])
         if prev is None:
-            first, lost_before = 0, 0
-            if h["seq"] == 0:
-                return None
-            # joined a running stream: what is before us is only a gap if
-            # the kernel says it lost it
-            return Gap(h["cpu"], first, h["seq"], h["lost"]) if h["lost"] else None
+            # a running stream: what came before was read by someone else
+            # or lost in the kernel; only the latter is worth a line
+            if h["lost"]:
+                return Gap(h["cpu"], h["seq"], h["lost"], h["lost"], joined=True)
+            return None
         seq, lost = prev
         missing = h["seq"] - seq - 1
         if missing <= 0:

@@ -189,7 +189,7 @@ def follow(handle, master: bytes, emit: Callable[[dict], None], stop: _Stop) -> 
         gap = tracker.feed(rec)
         if gap:
             emit({"type": "gap", "cpu": gap.cpu, "first_seq": gap.first, "count": gap.count,
-                  "kernel_lost": gap.kernel_lost, "message": gap.describe()})
+                  "kernel_lost": gap.kernel_lost, "joined": gap.joined, "message": gap.describe()})
         try:
             body = auditlog.open_record(keys, rec)
         except AuthError as exc:
