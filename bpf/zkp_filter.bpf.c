@@ -113,15 +113,18 @@ CRYPTBPF_PERCPU_SCRATCH(zkp_scratch, struct zkp_scratch);
 			_s->field++;                                          \
 	})
 
-static __always_inline void count_key(__u32 key_id, int what)
+enum key_event { KEY_ACCEPTED, KEY_BAD_PROOF, KEY_REPLAYED };
+
+/* Per-key counters are shared by all CPUs: atomic adds. */
+static __always_inline void count_key(__u32 key_id, enum key_event what)
 {
 	struct zkp_key_counters *c = bpf_map_lookup_elem(&per_id_counters, &key_id);
 
 	if (!c)
 		return;
-	if (what == 0)
+	if (what == KEY_ACCEPTED)
 		__sync_fetch_and_add(&c->accepted, 1);
-	else if (what == 1)
+	else if (what == KEY_BAD_PROOF)
 		__sync_fetch_and_add(&c->bad_proof, 1);
 	else
 		__sync_fetch_and_add(&c->replayed, 1);
@@ -203,7 +206,7 @@ static __always_inline int check_proof(struct zkp_scratch *s, const struct xdp_u
 			  sizeof(s->proof_in), s->cs.mac);
 	if (!ct_eq32(s->cs.mac, s->cs.presented)) {
 		COUNT(bad_proof);
-		count_key(key_id, 1);
+		count_key(key_id, KEY_BAD_PROOF);
 		return XDP_DROP;
 	}
 	return XDP_PASS;
@@ -227,7 +230,7 @@ static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
 	 * win) */
 	if (bpf_map_update_elem(&used_challenges, m->challenge, &used, BPF_NOEXIST)) {
 		COUNT(replayed);
-		count_key(key_id, 2);
+		count_key(key_id, KEY_REPLAYED);
 		return XDP_DROP;
 	}
 	auth.expires_ns = bpf_ktime_get_boot_ns() + (__u64)auth_ttl_s * NS_PER_S;
@@ -243,14 +246,14 @@ static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
 		return XDP_DROP;
 	}
 	COUNT(accepted);
-	count_key(key_id, 0);
+	count_key(key_id, KEY_ACCEPTED);
 
 	m->type = ZKP_ACCEPT;
 	m->lifetime_s = bpf_htonl(auth_ttl_s);
 	__builtin_memset(m->proof, 0, sizeof(m->proof));
 	if (xdp_udp4_reply(ctx, u, m, sizeof(*m))) {
 		COUNT(errors);
-		return XDP_DROP;   /* authorized all the same; the client retries */
+		return XDP_DROP;   /* authorized all the same */
 	}
 	return XDP_TX;
 }

@@ -101,44 +101,53 @@ class ZkpAccepted:
 def connect(host: str, port: int, secret: bytes, key_id: int, timeout: float = 1.0,
             retries: int = 3, source: str | None = None) -> ZkpAccepted:
     """HELLO -> CHALLENGE -> PROOF -> ACCEPT. Raises CryptbpfError when no
-    ACCEPT comes (the server says nothing to a wrong proof)."""
+    ACCEPT comes (the server says nothing to a wrong proof).
+
+    A lost datagram restarts the whole exchange with a fresh hello: a proof
+    is good for one challenge only, so resending it after a lost ACCEPT
+    would be refused as a replay."""
     verifier = derive_verifier(secret)
     server = socket.gethostbyname(host)
+    challenged = False
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         if source:
             s.bind((source, 0))
         s.connect((server, port))
         client_addr = s.getsockname()[0]
-        t0 = time.monotonic()
-        chal = _exchange(s, lambda: pack("hello", client_nonce=os.urandom(16)),
-                         "challenge", retries, "no challenge from the server (is zkp-filter "
-                         f"loaded there with control port {port}?)")
-        proof = proof_message(chal, verifier, client_addr, key_id)
-        acc = _exchange(s, lambda: proof, "accept", retries,
-                        "proof not accepted: wrong secret or key id, revoked key, "
-                        "or the challenge expired")
-        if acc["challenge"] != chal["challenge"]:
-            raise CryptbpfError("server accepted a different challenge")
-        return ZkpAccepted(server, port, client_addr, key_id, acc["lifetime_s"],
-                           (time.monotonic() - t0) * 1000)
-
-
-def _exchange(s: socket.socket, make, want: str, retries: int, fail: str) -> dict:
-    want_type = _L.const(f"ZKP_{want.upper()}")
-    for _ in range(retries):
-        request = make()
-        s.send(request)
-        deadline = time.monotonic() + s.gettimeout()
-        while time.monotonic() < deadline:
-            try:
-                data = s.recv(2048)
-            except (socket.timeout, ConnectionRefusedError):
-                break
-            try:
-                m = unpack(data)
-            except ValueError:
+        for _ in range(retries):
+            t0 = time.monotonic()
+            chal = _exchange(s, pack("hello", client_nonce=os.urandom(16)), "challenge")
+            if chal is None:
                 continue
-            if m["type"] == want_type and m["client_nonce"] == unpack(request)["client_nonce"]:
-                return m
-    raise CryptbpfError(fail)
+            challenged = True
+            acc = _exchange(s, proof_message(chal, verifier, client_addr, key_id), "accept")
+            if acc is not None and acc["challenge"] == chal["challenge"]:
+                return ZkpAccepted(server, port, client_addr, key_id, acc["lifetime_s"],
+                                   (time.monotonic() - t0) * 1000)
+    if not challenged:
+        raise CryptbpfError(f"no challenge from the server (is zkp-filter loaded there "
+                            f"with control port {port}?)")
+    raise CryptbpfError("proof not accepted: wrong secret or key id, revoked key, "
+                        "or the challenge expired")
+
+
+def _exchange(s: socket.socket, request: bytes, want: str) -> dict | None:
+    """Send `request`; the answer of type `want` for the same client nonce,
+    or None after the socket's timeout."""
+    want_type = _L.const(f"ZKP_{want.upper()}")
+    nonce = unpack(request)["client_nonce"]
+    s.send(request)
+    deadline = time.monotonic() + s.gettimeout()
+    while time.monotonic() < deadline:
+        try:
+            data = s.recv(2048)
+        except (socket.timeout, ConnectionRefusedError):
+            return None
+        try:
+            m = unpack(data)
+        except ValueError:
+            continue
+        if m["type"] == want_type and m["client_nonce"] == nonce:
+            return m
+    return None
