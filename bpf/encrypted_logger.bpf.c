@@ -389,6 +389,8 @@ int elog_control(struct bpf_raw_tracepoint_args *ctx)
 		ret = elog_ratchet(s, st);
 		if (ret)
 			goto out;
+	} else {
+		elog_maybe_ratchet(s, st);	/* marks obey the epoch length too */
 	}
 	elog_fill_mark(&s->rec.body.mark, args, kind);
 	ret = elog_emit(s, cs, st, ELOG_TYPE_MARK, sizeof(struct elog_mark));
