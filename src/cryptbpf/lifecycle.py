@@ -169,16 +169,25 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
                                 f"(loaded on: {', '.join(state['devices']) or 'nothing'})")
     from . import programs
     spec = programs.discover().get(name)
-    for k in keys:
-        entry = state["devices"].pop(k)
+    entries = [state["devices"].pop(k) for k in keys]
+    # Detach everywhere first, then restore device settings (last load
+    # first): one device's hooks can pin another's settings (XDP on a veth
+    # fixes its peer's GSO features until it is detached).
+    for entry in entries:
         try:
             with netns_mod.inside(entry["netns"]):
                 _undo([attach.from_dict(a) for a in entry["hooks"]])
-                if spec and entry.get("device_settings"):
-                    spec.restore_device(attach.ifindex(entry["device"]), entry["device"],
-                                        entry["device_settings"])
         except CryptbpfError:
             pass  # the namespace is gone, and with it every hook inside it
+    for entry in reversed(entries):
+        if not (spec and entry.get("device_settings")):
+            continue
+        try:
+            with netns_mod.inside(entry["netns"]):
+                spec.restore_device(attach.ifindex(entry["device"]), entry["device"],
+                                    entry["device_settings"])
+        except CryptbpfError:
+            pass
     if state["devices"]:
         pins.write_state(name, state)
     else:
