@@ -47,7 +47,7 @@ class EncryptedTunnel(ProgramSpec):
         self._pending = (key, peers, suite, local)
 
     def prepare_device(self, ifindex, device, options):
-        saved: dict[str, Any] = {"offloads": [], "gso_max_segs": None, "routes": []}
+        saved: dict[str, Any] = {"offloads": {}, "gso_max_segs": None, "routes": []}
         pending, self._pending = self._pending, None
         try:
             saved["offloads"] = devmod.offloads_off(device)
@@ -69,7 +69,7 @@ class EncryptedTunnel(ProgramSpec):
             devmod.remove_peer_route(rec, device)
         if saved.get("gso_max_segs") is not None:
             devmod.set_gso_max_segs(device, saved["gso_max_segs"])
-        devmod.restore_offloads(device, saved.get("offloads", []))
+        devmod.restore_offloads(device, saved.get("offloads", {}))
 
     def stats(self, handle) -> dict[str, int]:
         total: dict[str, int] = {}

@@ -50,22 +50,32 @@ def offloads(dev: str) -> dict[str, tuple[bool, bool]]:
     return out
 
 
-def offloads_off(dev: str) -> list[str]:
-    """Turn the OFFLOADS that are on (and changeable) off; returns them."""
-    cur = offloads(dev)
-    changed = [f for f in OFFLOADS if f in cur and cur[f][0] and not cur[f][1]]
-    if changed:
-        _run("ethtool", "-K", dev, *[x for f in changed for x in (f, "off")])
-    left = [f for f in changed if offloads(dev)[f][0]]
+def offloads_off(dev: str) -> dict[str, bool]:
+    """Turn OFFLOADS off. Returns every changeable feature's state before,
+    since turning one off can turn off others that depend on it."""
+    before = {f: on for f, (on, fixed) in offloads(dev).items() if not fixed}
+    todo = [f for f in OFFLOADS if before.get(f)]
+    if todo:
+        _run("ethtool", "-K", dev, *[x for f in todo for x in (f, "off")])
+    left = [f for f in todo if offloads(dev)[f][0]]
     if left:
-        restore_offloads(dev, changed)
+        restore_offloads(dev, before)
         raise CryptbpfError(f"{dev}: could not turn off {', '.join(left)}")
-    return changed
+    return before
 
 
-def restore_offloads(dev: str, changed: list[str]) -> None:
-    for f in reversed(changed):
-        _run("ethtool", "-K", dev, f, "on", check=False)
+def restore_offloads(dev: str, before: dict[str, bool]) -> None:
+    """Set every feature back to its state in `before`; features that
+    depend on others (TSO on checksumming) may need a second pass."""
+    for _ in range(3):
+        now = offloads(dev)
+        diff = [f for f, on in before.items() if f in now and now[f][0] != on]
+        if not diff:
+            return
+        # checksums first: segmentation offloads depend on them
+        diff.sort(key=lambda f: not f.startswith("tx-checksum"))
+        for f in diff:
+            _run("ethtool", "-K", dev, f, "on" if before[f] else "off", check=False)
 
 
 def link(dev: str) -> dict:
