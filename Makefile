@@ -4,6 +4,9 @@
 #   make test       install what is missing, build, run the test suite
 #   make demo       install what is missing, build, run the demo
 #   make bench      run the benchmarks, write build/bench.json + bench.md
+#   make vm-test KERNEL=/boot/vmlinuz-6.1.0-NN-amd64 (or KERNEL=6.1)
+#                   the test suite in a virtme-ng guest on that kernel
+#   make compat     host + 6.1 guest runs -> docs/kernel_compat.md
 #   V=1             show full commands
 
 CLANG    ?= clang-19
@@ -33,6 +36,7 @@ endif
 
 .DELETE_ON_ERROR:
 .PHONY: all bpf vmlinux setup test demo bench clean
+.PHONY: vm-test compat
 
 all: bpf
 
@@ -67,6 +71,19 @@ demo: setup bpf
 
 bench: setup bpf
 	$(Q).venv/bin/cryptbpf bench --out build/bench
+
+# The suite inside a virtme-ng guest booted with KERNEL (scripts/vm-test
+# installs qemu and virtme-ng; TCG when KVM does not work here).
+KERNEL ?= 6.1
+vm-test: setup bpf
+	$(Q)./scripts/vm-test $(KERNEL) $(PYTEST_ARGS)
+
+# Compatibility table: results of the host run and the guest run.
+compat: setup bpf
+	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider --results-json=build/results/host.json $(PYTEST_ARGS) || true
+	$(Q)./scripts/vm-test $(KERNEL) $(PYTEST_ARGS) || true
+	$(Q)$(PYTHON) scripts/compat-table --update docs/kernel_compat.md build/vm/*/summary.json build/results/host.json
+	@echo "  GEN      docs/kernel_compat.md"
 
 clean:
 	rm -rf build

@@ -120,3 +120,8 @@ def no_leaked_fds():
     leaked = set(os.listdir("/proc/self/fd")) - before
     # the cffi module, pyroute2 and pytest may legitimately keep a few
     assert len(leaked) < 8, f"file descriptors leaked by the suite: {sorted(leaked)}"
+
+
+# --vm-kernel, --results-json and the host_only marker (docs/kernel_compat.md)
+from vmrun import (pytest_addoption, pytest_cmdline_main,  # noqa: E402,F401
+                   pytest_collection_modifyitems, pytest_configure)
