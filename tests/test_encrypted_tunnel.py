@@ -252,3 +252,28 @@ def test_cbc_bad_padding_counts_as_forgery(load_object):
     assert ingress(obj, pkt).retval == TC_SHOT
     st = stats(obj)
     assert st["auth_failed"] == 1 and drops(st) == 1
+
+
+def test_several_peers_each_with_its_suite_and_counters(load_object):
+    for f in SPEC.requires:
+        require_feature(f)
+    obj = load_object("encrypted_tunnel")
+    peers = {"10.1.0.2": (os.urandom(32), wire.CHACHA), "10.1.0.3": (os.urandom(32), wire.CBC),
+             "10.1.0.4": (os.urandom(32), wire.CHACHA)}
+    for addr, (secret, suite) in peers.items():
+        control.add_peer(obj, addr, A, secret, suite)
+    for round_ in range(3):
+        for addr, (secret, suite) in peers.items():
+            pkt = bytes(IP(src=A, dst=addr) / UDP(sport=1, dport=2) / os.urandom(50 + round_))
+            r = egress(obj, pkt)
+            assert r.retval == TC_OK and wire.parse(r.data[14:])["suite"] == suite
+            assert wire.open_packet(r.data[14:], wire.derive(secret, suite, 0, A, addr)) == pkt
+            # a peer's keys open nothing of another's
+            other = next(a for a in peers if a != addr)
+            with pytest.raises(wire.TunnelError):
+                wire.open_packet(r.data[14:], wire.derive(peers[other][0], suite, 0, A, addr))
+    for p in control.list_peers(obj):
+        assert stats(obj, p.index)["tx_packets"] == 3
+    control.remove_peer(obj, "10.1.0.3")
+    frame = ETH + bytes(IP(src=A, dst="10.1.0.3") / UDP() / b"now clear")
+    assert obj.program("tunnel_egress").test_run(data=frame).data == frame   # no longer a peer
