@@ -30,6 +30,24 @@
 #define __noinline __attribute__((noinline))
 #endif
 
+/* For a function that wraps map memory in a local dynptr: its own call
+ * frame, because Linux 6.1/6.2 refuse to create a dynptr in a stack slot
+ * that already holds one ("Dynptr has to be an uninitialized dynptr";
+ * allowed since 6.3), and clang gives the dynptrs of two inlined calls in
+ * one function the same slot. A callee's frame starts empty at every call.
+ * `unused`: a header's static function need not be called by every object. */
+#define CRYPTBPF_DYNPTR_FRAME __attribute__((noinline, unused))
+
+/* v = min(v, max) in one register the verifier sees bounded. Written in C,
+ * clang may copy v, compare the original and clamp the copy; a 32-bit move
+ * drops the link between the two on verifiers before ~6.8, so Linux 6.1
+ * sees an unbounded length ("R2 unbounded memory access"). */
+#define CRYPTBPF_CLAMP(v, max) ({					\
+	__u64 __v = (v);	/* zero-extended: a 64-bit compare is exact */	\
+	asm volatile("if %0 <= %1 goto +1; %0 = %1" : "+r"(__v) : "i"(max));	\
+	(v) = __v;							\
+})
+
 #ifndef likely
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)

@@ -172,8 +172,9 @@ static __always_inline int hmac_sha256_init_dynptr(struct cryptbpf_hmac_sha256_c
 	return 0;
 }
 
-/* Key in map memory; the verifier must know key_len fits (clamp first). */
-static __always_inline int hmac_sha256_init(struct cryptbpf_hmac_sha256_ctx *h,
+/* Key in map memory; the verifier must know key_len fits (clamp first).
+ * Not inlined: see CRYPTBPF_DYNPTR_FRAME in cryptbpf.bpf.h. */
+static CRYPTBPF_DYNPTR_FRAME int hmac_sha256_init(struct cryptbpf_hmac_sha256_ctx *h,
 					    const void *key, __u32 key_len)
 {
 	struct bpf_dynptr d;
@@ -333,8 +334,8 @@ static __always_inline int hmac_sha512_init_dynptr(struct cryptbpf_hmac_sha512_c
 	return 0;
 }
 
-static __always_inline int hmac_sha512_init(struct cryptbpf_hmac_sha512_ctx *h,
-					    const void *key, __u32 key_len)
+static CRYPTBPF_DYNPTR_FRAME int hmac_sha512_init(struct cryptbpf_hmac_sha512_ctx *h,
+						   const void *key, __u32 key_len)
 {
 	struct bpf_dynptr d;
 

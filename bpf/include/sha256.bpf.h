@@ -398,8 +398,9 @@ static __always_inline int sha256_update_dynptr(struct cryptbpf_sha256_ctx *ctx,
  * know len <= the bytes left in that value: clamp it before calling.
  * Why a dynptr: inside the bpf_loop callback the verifier cannot bound
  * data + 64 * i against the caller's value size, whatever we mask with;
- * bpf_dynptr_from_mem() checks len once here, bpf_dynptr_data() at run time. */
-static __always_inline int sha256_update(struct cryptbpf_sha256_ctx *ctx,
+ * bpf_dynptr_from_mem() checks len once here, bpf_dynptr_data() at run time.
+ * Not inlined: see CRYPTBPF_DYNPTR_FRAME in cryptbpf.bpf.h. */
+static CRYPTBPF_DYNPTR_FRAME int sha256_update(struct cryptbpf_sha256_ctx *ctx,
 					 const void *data, __u32 len)
 {
 	struct bpf_dynptr d;

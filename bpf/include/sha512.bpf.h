@@ -315,8 +315,9 @@ static __always_inline int sha512_update_dynptr(struct cryptbpf_sha512_ctx *ctx,
 	return sha512_update_src(ctx, HASH_SRC_DYNPTR, (void *)src, off, len);
 }
 
-/* Map memory; the verifier must know len fits the value (clamp first). */
-static __always_inline int sha512_update(struct cryptbpf_sha512_ctx *ctx,
+/* Map memory; the verifier must know len fits the value (clamp first).
+ * Not inlined: see CRYPTBPF_DYNPTR_FRAME in cryptbpf.bpf.h. */
+static CRYPTBPF_DYNPTR_FRAME int sha512_update(struct cryptbpf_sha512_ctx *ctx,
 					 const void *data, __u32 len)
 {
 	struct bpf_dynptr d;
