@@ -40,12 +40,21 @@ union kat_hash_scratch {
 CRYPTBPF_PERCPU_SCRATCH(kat_hash_scratch, union kat_hash_scratch);
 
 /* Message length of a map-memory entry point, clamped so the verifier
- * knows it fits kat_msg. */
+ * knows it fits kat_msg (CRYPTBPF_CLAMP: 6.1 cannot follow clang's clamp). */
 static __always_inline __u32 kat_msg_len(void)
 {
 	__u32 len = kat_io.len;
 
-	return len > KAT_MAX_MSG ? KAT_MAX_MSG : len;
+	CRYPTBPF_CLAMP(len, KAT_MAX_MSG);
+	return len;
+}
+
+static __always_inline __u32 kat_key_len(void)
+{
+	__u32 len = kat_io.key_len;
+
+	CRYPTBPF_CLAMP(len, sizeof(kat_io.key));
+	return len;
 }
 
 /* ---- SHA-2: kat_io.alg selects the function; digest -> kat_io.out ---- */
@@ -120,7 +129,7 @@ static __always_inline int kat_hmac256(union kat_hash_scratch *s,
 {
 	struct cryptbpf_hmac_sha256_ctx *h = &s->hmac256;
 	__u32 off = KAT_DATA_OFF, len = from_skb ? skb->len - off : kat_msg_len();
-	__u32 klen = kat_io.key_len > sizeof(kat_io.key) ? sizeof(kat_io.key) : kat_io.key_len;
+	__u32 klen = kat_key_len();
 	int err;
 
 	err = hmac_sha256_init(h, kat_io.key, klen);
@@ -140,7 +149,7 @@ static __always_inline int kat_hmac512(union kat_hash_scratch *s,
 {
 	struct cryptbpf_hmac_sha512_ctx *h = &s->hmac512;
 	__u32 off = KAT_DATA_OFF, len = from_skb ? skb->len - off : kat_msg_len();
-	__u32 klen = kat_io.key_len > sizeof(kat_io.key) ? sizeof(kat_io.key) : kat_io.key_len;
+	__u32 klen = kat_key_len();
 	int err;
 
 	err = hmac_sha512_init(h, kat_io.key, klen);
