@@ -208,7 +208,7 @@ static __always_inline int challenge_check(struct challenge_scratch *cs,
 
 /* From a SYSCALL program: derive the pad states of raw[0..len) (map memory,
  * len <= 64 known to the verifier) into *dst; the raw key is not kept.
- * h is scratch (map memory). Returns 0 or -errno. */
+ * h is scratch (map memory), left all zero. Returns 0 or -errno. */
 static __always_inline int challenge_key_install(struct cryptbpf_hmac_sha256_ctx *h,
 						 const void *raw, __u32 len,
 						 struct challenge_key *dst)
@@ -218,7 +218,9 @@ static __always_inline int challenge_key_install(struct cryptbpf_hmac_sha256_ctx
 	if (err)
 		return err;
 	__builtin_memcpy(&dst->pads, &h->key, sizeof(dst->pads));
-	__builtin_memset(&h->key, 0, sizeof(h->key));
+	/* all of h, not just h->key: hmac_sha256_init() leaves the inner pad
+	 * state in the running hash (h->hash.h) as well */
+	__builtin_memset(h, 0, sizeof(*h));
 	dst->installed = 1;
 	return 0;
 }
