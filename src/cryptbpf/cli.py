@@ -167,6 +167,14 @@ def list_programs():
             typer.echo(f"{'':<20}{opt:<22} {text}")
 
 
+def may_hold_secrets(map_name: str) -> bool:
+    """Maps `cryptbpf map` will not dump: keys and pad states ("*key*"),
+    per-CPU working memory ("*scratch*": HMAC states and the expected MACs
+    of the last packet), and global variables."""
+    return ("key" in map_name or "scratch" in map_name
+            or map_name.endswith((".bss", ".data")))
+
+
 @app.command("map", epilog=_examples("sudo cryptbpf map aes-roundtrip", "sudo cryptbpf map aes-roundtrip stats"))
 def map_cmd(program: str, name: Optional[str] = typer.Argument(None, help="Map to dump.")):
     """List a loaded program's maps, or dump one as hex (key: value)."""
@@ -178,7 +186,7 @@ def map_cmd(program: str, name: Optional[str] = typer.Argument(None, help="Map t
                 m = h.map(n)
                 typer.echo(f"{n:<24} type {m.type:<3} key {m.key_size:<4} value {m.value_size:<6} max {m.max_entries}")
             return
-        if "key" in name or name.endswith(".bss") or name.endswith(".data"):
+        if may_hold_secrets(name):
             raise CryptbpfError(f"{name} may hold key material; not dumped")
         m = h.map(name)
         for k, v in m.items():
