@@ -38,13 +38,21 @@ int verify_xdp(struct xdp_md *ctx)
 /* data_in: pk_len (u32 LE) | sig_len (u32 LE) | digest (32) | sig (64) | pubkey (65) */
 #define PKHDR (HDR + P256_PUBKEY_LEN)
 
+/* The packet is copied to map memory, not the stack: 169 bytes of stack
+ * plus the verifier's deepest chain exceed 512 bytes on Linux 6.1 (see
+ * "Stack" in ecdsa_p256.bpf.h). */
+struct pk_buf { __u8 b[PKHDR]; };
+CRYPTBPF_PERCPU_SCRATCH(pk_buf_scratch, struct pk_buf);
+
 SEC("tc")
 int verify_pk_tc(struct __sk_buff *skb)
 {
-	__u8 buf[PKHDR];
+	struct pk_buf *pb = cryptbpf_scratch(&pk_buf_scratch);
+	__u8 *buf;
 
-	if (bpf_skb_load_bytes(skb, 0, buf, sizeof(buf)))
+	if (!pb || bpf_skb_load_bytes(skb, 0, pb->b, sizeof(pb->b)))
 		return 99;
+	buf = pb->b;
 	__u32 pk_len = *(__u32 *)buf;
 	__u32 sig_len = *(__u32 *)(buf + 4);
 	return 100 + ecdsa_p256_verify_pubkey(buf + HDR, pk_len, buf + 8,
