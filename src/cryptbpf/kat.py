@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from . import kernel
 from .aes_cbc import install_aes_key
 from .errors import CryptbpfError
 from .headers import Layout
@@ -37,8 +38,18 @@ class Unsupported(Exception):
 class KatObject:
     """crypto_kat.bpf.o, loaded, with helpers to feed it packets and keys."""
 
+    # bpf_crypto's AES entry points: left unloaded where the kernel lacks
+    # what they need (e.g. Linux 6.1), so the pure-BPF primitives still load.
+    AES_PROGRAMS = ("kat_aes_setup", "kat_aes_cbc_encrypt", "kat_aes_cbc_decrypt",
+                    "bench_aes_cbc_encrypt")
+    AES_FEATURES = ("syscall_prog", "kptr", "dynptr_skb", "bpf_crypto")
+
     def __init__(self):
         self.obj = BpfObject.open(str(bpf_object("crypto_kat")))
+        self.has_aes = not kernel.missing(list(self.AES_FEATURES))
+        if not self.has_aes:
+            for prog in self.AES_PROGRAMS:
+                self.obj.set_autoload(prog, False)
         t0 = time.perf_counter()
         self.obj.load()
         self.load_ms = (time.perf_counter() - t0) * 1e3
@@ -163,6 +174,8 @@ class KatObject:
     def aes_key(self, key: bytes) -> None:
         if key == self._aes_key:
             return
+        if not self.has_aes:
+            raise Unsupported("kernel lacks " + kernel.describe(kernel.missing(list(self.AES_FEATURES))))
         if len(key) not in (16, 32):
             raise Unsupported(f"AES-{len(key) * 8}: bpf_crypto here takes 128/256-bit keys")
         install_aes_key(self.obj, "kat_aes_setup", key)
