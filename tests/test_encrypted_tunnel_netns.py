@@ -146,8 +146,8 @@ def test_man_in_the_middle(chacha_tunnel):
     assert delta["rx_packets"] == 0
 
 
-def test_rekey_mid_transfer_loses_nothing(chacha_tunnel):
-    t = chacha_tunnel
+def test_rekey_mid_transfer_loses_nothing(tunnel):
+    t = tunnel
     p = t.pair
     data = os.urandom(6 << 20)
     result: dict = {}
