@@ -63,7 +63,7 @@ struct {
 } stats SEC(".maps");
 
 /* cbc(aes) and ecb(aes) contexts, TUNNEL_AES_PER_PEER per peer index. */
-AES_CTX_MAP(tunnel_aes, TUNNEL_AES_CTXS);
+AES_CTX_MAP(aes_keys, TUNNEL_AES_CTXS);
 
 struct tunnel_scratch {
 	struct chacha20_poly1305_ctx aead;
@@ -84,7 +84,9 @@ struct tunnel_scratch {
 	__u32 rx_sum;				/* open: folded sum of the region */
 	struct bpf_crypto_params params;
 };
-CRYPTBPF_PERCPU_SCRATCH(scratch, struct tunnel_scratch);
+/* "key" in the name: `cryptbpf map` never dumps it (the AEAD and HMAC
+ * states hold key material after a packet) */
+CRYPTBPF_PERCPU_SCRATCH(key_scratch, struct tunnel_scratch);
 
 static __always_inline struct tunnel_stats *stats_row(__u32 row)
 {
@@ -103,11 +105,11 @@ static __always_inline struct tunnel_stats *stats_row(__u32 row)
 SEC("syscall")
 int tunnel_aes_setup(struct aes_key_setup *args)
 {
-	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct tunnel_scratch *s = cryptbpf_scratch(&key_scratch);
 
 	if (!s)
 		return 0;
-	args->err = aes_ctx_install(&tunnel_aes, args, &s->params);
+	args->err = aes_ctx_install(&aes_keys, args, &s->params);
 	setup_status = args->err;
 	return 0;
 }
@@ -117,7 +119,7 @@ int tunnel_aes_setup(struct aes_key_setup *args)
 SEC("syscall")
 int tunnel_mac_setup(struct tunnel_mac_setup *args)
 {
-	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct tunnel_scratch *s = cryptbpf_scratch(&key_scratch);
 
 	if (!s)
 		return 0;
@@ -270,7 +272,7 @@ static __always_inline void tunnel_nonce(struct tunnel_scratch *s)
 SEC("tc")
 int tunnel_seal_chacha(struct __sk_buff *skb)
 {
-	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct tunnel_scratch *s = cryptbpf_scratch(&key_scratch);
 	struct seal_ctx c;
 	int v;
 
@@ -330,7 +332,7 @@ static __always_inline int tunnel_mac(struct __sk_buff *skb, struct tunnel_scrat
 SEC("tc")
 int tunnel_seal_cbc(struct __sk_buff *skb)
 {
-	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct tunnel_scratch *s = cryptbpf_scratch(&key_scratch);
 	struct bpf_crypto_ctx *cbc, *ecb;
 	struct seal_ctx c;
 	__u8 pad[AES_BLOCK_SIZE];
@@ -356,8 +358,8 @@ int tunnel_seal_cbc(struct __sk_buff *skb)
 	__builtin_memset(pad, npad, sizeof(pad));
 	if (bpf_skb_store_bytes(skb, TUNNEL_DATA_OFF + c.len + TUNNEL_NEXT_LEN, pad, npad, 0))
 		goto err;
-	cbc = aes_ctx_get(&tunnel_aes, aes_index(c.index, 0, c.slot, 0));
-	ecb = aes_ctx_get(&tunnel_aes, aes_index(c.index, 0, c.slot, 1));
+	cbc = aes_ctx_get(&aes_keys, aes_index(c.index, 0, c.slot, 0));
+	ecb = aes_ctx_get(&aes_keys, aes_index(c.index, 0, c.slot, 1));
 	if (!cbc || !ecb) {
 		COUNT(c.st, no_key);
 		return TC_ACT_SHOT;
@@ -483,7 +485,7 @@ static __noinline int open_finish(struct __sk_buff *skb, struct open_ctx *c,
 SEC("tc")
 int tunnel_open_chacha(struct __sk_buff *skb)
 {
-	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct tunnel_scratch *s = cryptbpf_scratch(&key_scratch);
 	struct open_ctx c;
 	int v;
 
@@ -508,7 +510,7 @@ int tunnel_open_chacha(struct __sk_buff *skb)
 SEC("tc")
 int tunnel_open_cbc(struct __sk_buff *skb)
 {
-	struct tunnel_scratch *s = cryptbpf_scratch(&scratch);
+	struct tunnel_scratch *s = cryptbpf_scratch(&key_scratch);
 	struct bpf_crypto_ctx *cbc, *ecb;
 	struct open_ctx c;
 	__u32 npad;
@@ -530,8 +532,8 @@ int tunnel_open_cbc(struct __sk_buff *skb)
 		COUNT(c.st, auth_failed);
 		return TC_ACT_SHOT;
 	}
-	cbc = aes_ctx_get(&tunnel_aes, aes_index(c.index, 1, c.slot, 0));
-	ecb = aes_ctx_get(&tunnel_aes, aes_index(c.index, 1, c.slot, 1));
+	cbc = aes_ctx_get(&aes_keys, aes_index(c.index, 1, c.slot, 0));
+	ecb = aes_ctx_get(&aes_keys, aes_index(c.index, 1, c.slot, 1));
 	if (!cbc || !ecb) {
 		COUNT(c.st, unknown_key);
 		return TC_ACT_SHOT;
