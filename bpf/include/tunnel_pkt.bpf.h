@@ -20,7 +20,7 @@
 /* sealed packets: the fixed part of what follows the IPv4 header */
 #define TUNNEL_FIXED_OVERHEAD (TUNNEL_HDR_LEN + TUNNEL_TAG_LEN + TUNNEL_CSUM_LEN)
 
-#define TUNNEL_CSUM_CHUNK 256	/* bytes per bpf_csum_diff() call (limit: 512) */
+#define TUNNEL_CSUM_CHUNK 512	/* bytes per bpf_csum_diff() call (its limit) */
 
 #ifndef CHECKSUM_PARTIAL
 #define CHECKSUM_PARTIAL 3
