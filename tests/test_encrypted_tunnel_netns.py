@@ -211,6 +211,8 @@ def test_cli_load_manage_unload_restores_everything(veth_pair, tmp_path):
     try:
         run_cli("load", "encrypted-tunnel", p.dev_a, "--netns", p.ns_a, "--xdp-mode", "skb",
                 "--peer", p.addr_b, "--key-file", str(key), "--suite", "chacha20-poly1305", check=True)
+        again = run_cli("load", "encrypted-tunnel", p.dev_b, "--netns", p.ns_b, "--peer", p.addr_a)
+        assert again.returncode == 1 and "tunnel add-peer" in again.stderr
         run_cli("load", "encrypted-tunnel", p.dev_b, "--netns", p.ns_b, "--xdp-mode", "skb", check=True)
         out = run_cli("tunnel", "add-peer", p.addr_a, "--key-file", str(key), check=True).stdout
         assert f"tunnel MTU {1500 - wire.OVERHEAD[wire.CHACHA]}" in out

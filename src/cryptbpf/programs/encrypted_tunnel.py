@@ -49,6 +49,9 @@ class EncryptedTunnel(ProgramSpec):
     def prepare_device(self, ifindex, device, options):
         saved: dict[str, Any] = {"offloads": {}, "gso_max_segs": None, "routes": []}
         pending, self._pending = self._pending, None
+        if not pending and (options.get("peer") or options.get("suite") or options.get("local")):
+            raise CryptbpfError(f"{self.name} is already loaded: add peers on this device with "
+                                "`cryptbpf tunnel add-peer ADDR --key-file F`")
         try:
             saved["offloads"] = devmod.offloads_off(device)
             saved["gso_max_segs"] = devmod.set_gso_max_segs(device, 1)
