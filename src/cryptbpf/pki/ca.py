@@ -105,6 +105,7 @@ def crl(issuer: Issued, serials: list[int]) -> x509.CertificateRevocationList:
 def _write(path: Path, data: bytes, private: bool = False) -> None:
     if private:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)   # O_CREAT's mode does not apply to an existing file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
     else:

@@ -162,11 +162,7 @@ def der_of(cert: x509.Certificate) -> bytes:
 
 
 def load_key(path) -> ec.EllipticCurvePrivateKey:
-    from pathlib import Path
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except (ValueError, TypeError) as e:
-        raise CryptbpfError(f"{path}: not an unencrypted PEM private key ({e})") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise CryptbpfError(f"{path}: not an ECDSA P-256 key")
-    return key
+    """The leaf's P-256 private key from a PEM file only its owner can read
+    (the same rules as a signed-auth signing key)."""
+    from ..signing import load_private_key
+    return load_private_key(path)
