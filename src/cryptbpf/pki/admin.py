@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import p256
 from ..errors import CryptbpfError
+from ..ports import udp_port as _port
 from ..headers import Layout
 from . import der
 
@@ -95,14 +96,6 @@ def config(handle) -> dict:
 
 # ---- ports ----
 
-def _port(p: int | str) -> int:
-    try:
-        n = int(p)
-    except ValueError:
-        raise CryptbpfError(f"port {p!r} is not a number") from None
-    if not 1 <= n <= 65535:
-        raise CryptbpfError(f"port {n} out of range 1-65535")
-    return n
 
 
 def protect(handle, port, ctrl_port: int | None = None) -> None:

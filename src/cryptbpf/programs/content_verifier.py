@@ -18,9 +18,11 @@ import typer
 
 from .. import cas
 from ..errors import CryptbpfError
+from ..ports import udp_port
 from ..headers import Layout
 from ..maps import BPF_NOEXIST
 from .base import Hook, ProgramSpec
+from ._cli import examples as _examples, pinned
 
 LAYOUT = Layout("content_verifier")
 NAME = "content-verifier"
@@ -77,10 +79,6 @@ app = typer.Typer(no_args_is_help=True, help="Content-addressed transfer (peer o
                                              "and the verifier's allowlist.")
 
 
-def _examples(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
-
-
 def _parse_id(text: str) -> bytes:
     try:
         b = bytes.fromhex(text)
@@ -98,13 +96,6 @@ def _read(path: Path) -> bytes:
         raise CryptbpfError(f"{path}: {e.strerror}") from None
 
 
-def _pinned():
-    from ..lifecycle import require_privileges
-    from ..pins import Pinned
-    require_privileges()
-    return Pinned(NAME)
-
-
 @app.command(epilog=_examples("cryptbpf cas send report.pdf 10.0.0.2 7310",
                               "cryptbpf cas send big.iso 10.0.0.2 7310 --mtu 1400 --linger 10"))
 def send(file: Path, host: str, port: int,
@@ -112,6 +103,7 @@ def send(file: Path, host: str, port: int,
          linger: float = typer.Option(3.0, help="Seconds to wait for the receiver's requests.")):
     """Send FILE as content-addressed chunks plus a manifest tree; repeat
     what the receiver asks for. Prints the root id, which names the file."""
+    port = udp_port(port)
     data = _read(file)
     r = cas.send_file(data, host, port, mtu, linger)
     typer.echo(f"root {r.root.hex()}")
@@ -133,7 +125,7 @@ def recv(out: Path,
     """Receive one file: keep only chunks whose content hashes to their id,
     ask for missing ones, write OUT once the whole tree is there."""
     root = _parse_id(expect) if expect else None
-    with cas.receive_socket(port, bind) as s:
+    with cas.receive_socket(udp_port(port, "--port"), bind) as s:
         r = cas.Receiver(s, expect=root, timeout=timeout).run()
     if r.rejected:
         typer.echo("rejected in userspace: " + ", ".join(f"{k}: {v}" for k, v in r.rejected.items()))
@@ -171,7 +163,7 @@ def allow_cmd(ids_: List[str] = typer.Argument(None, metavar="[ID]..."),
         wanted += list(cas.encode(_read(f), cas.chunk_size_for_mtu(mtu)).chunks)
     if not wanted:
         raise CryptbpfError("nothing to allow: give ids or --file")
-    with _pinned() as h:
+    with pinned(NAME) as h:
         new = allow(h, wanted)
         total = len(allowlist(h))
     typer.echo(f"{new} id(s) added, {total} on the allowlist")
@@ -184,7 +176,7 @@ def deny_cmd(ids_: List[str] = typer.Argument(None, metavar="[ID]..."),
     if not ids_ and not all_:
         raise CryptbpfError("nothing to remove: give ids or --all")
     wanted = None if all_ else [_parse_id(i) for i in ids_]
-    with _pinned() as h:
+    with pinned(NAME) as h:
         n = deny(h, wanted)
     typer.echo(f"{n} id(s) removed")
 
@@ -192,7 +184,7 @@ def deny_cmd(ids_: List[str] = typer.Argument(None, metavar="[ID]..."),
 @app.command("allowlist", epilog=_examples("sudo cryptbpf cas allowlist"))
 def allowlist_cmd():
     """Show the allowlist (id and verified hits) and whether it is enforced."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         entries, on = allowlist(h), enforced(h)
     typer.echo(f"allowlist {'enforced' if on else 'not enforced'}, {len(entries)} id(s)")
     for i, hits in sorted(entries.items()):
@@ -204,7 +196,7 @@ def enforce_cmd(state: str = typer.Argument(..., metavar="on|off")):
     """Drop every id not on the allowlist (on), or only forgeries (off)."""
     if state not in ("on", "off"):
         raise CryptbpfError(f"enforce takes on or off, not {state!r}")
-    with _pinned() as h:
+    with pinned(NAME) as h:
         set_enforce(h, state == "on")
         n = len(allowlist(h))
     typer.echo(f"allowlist {'enforced' if state == 'on' else 'not enforced'} ({n} id(s))")

@@ -17,11 +17,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from .. import lifecycle
 from ..errors import CryptbpfError
+from ..ports import udp_port
 from ..offload import control
 from ..offload import protocol as P
 from .base import Hook, ProgramSpec
+from ._cli import examples as _ex, pinned
 
 NAME = "crypto-offload"
 
@@ -66,16 +67,6 @@ keys_app = typer.Typer(no_args_is_help=True, help="Provision keys (never shown).
 app.add_typer(keys_app, name="keys")
 
 
-def _ex(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
-
-
-def _pinned():
-    from ..pins import Pinned
-    lifecycle.require_privileges()
-    return Pinned(NAME)
-
-
 @app.command(epilog=_ex("sudo cryptbpf offload serve",
                         "sudo cryptbpf offload serve --netns blue --address 10.0.0.2"))
 def serve(address: str = typer.Option("0.0.0.0", help="Address to listen on."),
@@ -87,7 +78,8 @@ def serve(address: str = typer.Option("0.0.0.0", help="Address to listen on."),
     from ..offload.daemon import Daemon
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    with _pinned() as h, Daemon(h, address, port, netns, delay_us) as d:
+    port = udp_port(port, "--port")
+    with pinned(NAME) as h, Daemon(h, address, port, netns, delay_us) as d:
         if not quiet:
             typer.echo(f"{NAME} daemon: listening on {address}:{port}"
                        f"{' in ' + netns if netns else ''}", err=True)
@@ -142,7 +134,7 @@ def request(op: str = typer.Argument(..., help="sha256, hmac or seal."),
             raise CryptbpfError("--nonce: not hexadecimal") from None
         if len(n) != P.NONCE_SIZE:
             raise CryptbpfError(f"--nonce must be {P.NONCE_SIZE} bytes")
-    with Client(server, port, netns, timeout) as c:
+    with Client(server, udp_port(port, "--port"), netns, timeout) as c:
         rep, rtt = c.call(op, payload, key_id=key_id, nonce=n, aad=aad.encode() if op == "seal" else b"")
     out = {"op": op, "status": rep.status_name, "served_by": rep.path,
            "round_trip_us": round(rtt / 1000, 1), "result": rep.result.hex()}
@@ -177,7 +169,7 @@ def load_gen_cmd(server: str = typer.Argument(..., help="Server address."),
     for s in size:
         if not 0 <= s <= P.MAX_DATA:
             raise CryptbpfError(f"--size {s}: must be 0..{P.MAX_DATA}")
-    with Client(server, port, netns) as c:
+    with Client(server, udp_port(port, "--port"), netns) as c:
         res = load_gen(c, op, size, count, key_id=key_id, aad_len=aad_len, window=max(1, window))
     if as_json:
         typer.echo(json.dumps(res, indent=2))
@@ -194,7 +186,7 @@ def load_gen_cmd(server: str = typer.Argument(..., help="Server address."),
 @app.command(epilog=_ex("sudo cryptbpf offload status", "sudo cryptbpf offload status --json"))
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Routing: estimates per op and size, the crossover, decisions, daemon."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         data = {"config": control.read_config(h), "daemon": control.daemon_state(h),
                 "decisions": control.decisions(h), "ops": control.crossover(h)}
     if as_json:
@@ -228,7 +220,7 @@ def config(settings: List[str] = typer.Argument(None, help="NAME=VALUE settings 
         if not sep:
             raise CryptbpfError(f"settings are NAME=VALUE, got {s!r}")
         changes[name.replace("-", "_")] = val
-    with _pinned() as h:
+    with pinned(NAME) as h:
         cur = control.write_config(h, **changes) if changes else control.read_config(h)
     for k, v in cur.items():
         typer.echo(f"{k:<22}{v}")
@@ -258,7 +250,7 @@ def samples(count: int = typer.Option(0, help="Stop after this many (0: no limit
         return 0
 
     end = time.monotonic() + seconds if seconds else None
-    with _pinned() as h, RingBuffer(h.map("offload_samples"), show) as rb:
+    with pinned(NAME) as h, RingBuffer(h.map("offload_samples"), show) as rb:
         try:
             while not (count and len(seen) >= count) and not (end and time.monotonic() > end):
                 rb.poll(100)
@@ -275,7 +267,7 @@ def keys_add(key_id: int = typer.Argument(..., help="Key id (1..2^32-1) requests
     from ..keys import read_key_file
     sizes = tuple(range(16, 65)) if key_type == "hmac" else (32,)
     key = read_key_file(key_file, sizes)
-    with _pinned() as h:
+    with pinned(NAME) as h:
         control.install_key(h, key_id, key_type, key)
     typer.echo(f"{NAME}: key {key_id} ({key_type}, {len(key)} bytes) installed")
 
@@ -283,7 +275,7 @@ def keys_add(key_id: int = typer.Argument(..., help="Key id (1..2^32-1) requests
 @keys_app.command("remove", epilog=_ex("sudo cryptbpf offload keys remove 1"))
 def keys_remove(key_id: int):
     """Remove a key; requests naming it get err_key."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         if not control.remove_key(h, key_id):
             raise CryptbpfError(f"no key {key_id}")
     typer.echo(f"{NAME}: key {key_id} removed")
@@ -292,7 +284,7 @@ def keys_remove(key_id: int):
 @keys_app.command("list", epilog=_ex("sudo cryptbpf offload keys list"))
 def keys_list():
     """Key ids with type and length (never the key)."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         keys = control.list_keys(h)
     for k in keys:
         typer.echo(f"{k['key_id']:>10}  {k['type']:<5} {k['bytes']} bytes")

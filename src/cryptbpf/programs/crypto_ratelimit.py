@@ -14,11 +14,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from .. import lifecycle
 from ..errors import CryptbpfError
+from ..ports import udp_port as _port
 from ..headers import Layout
 from ..keys import random_key
 from .base import Hook, ProgramSpec
+from ._cli import examples as _ex, pinned
 
 NAME = "crypto-ratelimit"
 _L = Layout("crypto_ratelimit")
@@ -88,14 +89,6 @@ def configure_limits(handle, **changes) -> dict[str, int]:
     return cur
 
 
-def _port(p) -> int:
-    try:
-        v = int(p)
-    except ValueError:
-        raise CryptbpfError(f"port {p!r} is not a number") from None
-    if not 1 <= v <= 65535:
-        raise CryptbpfError(f"port {v} out of range 1-65535")
-    return v
 
 
 def protect(handle, port, on: bool = True) -> None:
@@ -155,16 +148,6 @@ class CryptoRatelimit(ProgramSpec):
 cli = typer.Typer(no_args_is_help=True, help="crypto-ratelimit: proof-of-work admission for UDP services.")
 
 
-def _ex(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
-
-
-def _pinned():
-    from ..pins import Pinned
-    lifecycle.require_privileges()
-    return Pinned(NAME)
-
-
 @cli.command(epilog=_ex("cryptbpf pow send 10.0.0.2 5353 'hello'",
                         "cryptbpf pow send 10.0.0.2 5353 ping --count 100 --no-reply"))
 def send(host: str, port: int, message: str,
@@ -203,7 +186,7 @@ def config(rate: Optional[int] = typer.Option(None, help=SETTINGS["rate"][3]),
     changes = dict(rate=rate, burst=burst, min_difficulty=min_difficulty,
                    max_difficulty=max_difficulty, load_high=load_high, load_low=load_low,
                    max_challenges=max_challenges, under_attack=under_attack)
-    with _pinned() as h:
+    with pinned(NAME) as h:
         cur = configure_limits(h, **changes) if any(v is not None for v in changes.values()) \
             else read_config(h)
         cur.update(state(h))
@@ -214,7 +197,7 @@ def config(rate: Optional[int] = typer.Option(None, help=SETTINGS["rate"][3]),
 @cli.command("protect", epilog=_ex("sudo cryptbpf pow protect 53 5353"))
 def protect_cmd(ports: List[str]):
     """Rate-limit UDP PORTS."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for p in ports:
             protect(h, p)
         typer.echo(f"{NAME}: protected ports {protected_ports(h)}")
@@ -223,7 +206,7 @@ def protect_cmd(ports: List[str]):
 @cli.command("unprotect", epilog=_ex("sudo cryptbpf pow unprotect 5353"))
 def unprotect_cmd(ports: List[str]):
     """Stop rate-limiting UDP PORTS."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for p in ports:
             protect(h, p, on=False)
         typer.echo(f"{NAME}: protected ports {protected_ports(h)}")
@@ -232,7 +215,7 @@ def unprotect_cmd(ports: List[str]):
 @cli.command("sources", epilog=_ex("sudo cryptbpf pow sources"))
 def sources_cmd(limit: int = typer.Option(20, help="Show at most this many.")):
     """Sources with a bucket: tokens left, puzzles solved."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for s in sources(h, limit):
             typer.echo(f"{s['source']:<16} tokens {s['tokens']:<6} solved {s['solved']}"
                        f"{'' if s['verified'] else ' (never solved)'}")

@@ -18,17 +18,14 @@ from typing import List, Optional
 
 import typer
 
-from .. import lifecycle
 from ..errors import CryptbpfError
+from ..ports import udp_port
 from ..pki import admin, der
 from .base import Hook, ProgramSpec
+from ._cli import examples as _examples, pinned
 
 NAME = "pki-validator"
 DEFAULT_LIFETIME = 3600
-
-
-def _examples(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
 
 
 class PkiValidator(ProgramSpec):
@@ -64,16 +61,10 @@ class PkiValidator(ProgramSpec):
 cli = typer.Typer(no_args_is_help=True, help="X.509 chain access control (pki-validator).")
 
 
-def _pinned():
-    from ..pins import Pinned
-    lifecycle.require_privileges()
-    return Pinned(NAME)
-
-
 @cli.command("trust", epilog=_examples("sudo cryptbpf pki trust root.pem"))
 def trust_cmd(cert_file: Path = typer.Argument(..., help="PEM/DER CA certificate(s) to trust.")):
     """Register CA certificates as trust anchors."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for c in der.load_certs(cert_file):
             e = admin.trust(h, c)
             typer.echo(f"trusted {c.subject.rfc4514_string()} (key slot {e['key_id']}, "
@@ -83,7 +74,7 @@ def trust_cmd(cert_file: Path = typer.Argument(..., help="PEM/DER CA certificate
 @cli.command("untrust", epilog=_examples("sudo cryptbpf pki untrust root.pem"))
 def untrust_cmd(cert_file: Path):
     """Remove trust anchors; clients authorized under them lose access at once."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for c in der.load_certs(cert_file):
             ok = admin.untrust(h, c)
             typer.echo(f"{'removed' if ok else 'was not trusted:'} {c.subject.rfc4514_string()}")
@@ -100,7 +91,7 @@ def revoke_cmd(serial: List[str] = typer.Option([], help="Serial number (decimal
     if not serial and not crl:
         raise CryptbpfError("give --serial (with --issuer) or --crl")
     ca = der.load_certs(issuer)[0] if issuer else None
-    with _pinned() as h:
+    with pinned(NAME) as h:
         n = 0
         if serial:
             if ca is None:
@@ -125,6 +116,7 @@ def connect_cmd(host: str, port: int = typer.Argument(7443, help="The server's c
     """Authenticate this host to a pki-validator server (the peer side)."""
     import datetime as dt
     from ..pki.peer import Peer, der_of, load_key, order_chain
+    port = udp_port(port)
     leaf = der.load_certs(cert)[0]
     cas = order_chain(leaf, der.load_certs(chain) if chain else [])
     k = load_key(key)
@@ -137,7 +129,7 @@ def connect_cmd(host: str, port: int = typer.Argument(7443, help="The server's c
 @cli.command("status", epilog=_examples("sudo cryptbpf pki status", "sudo cryptbpf pki status --json"))
 def status_cmd(as_json: bool = typer.Option(False, "--json")):
     """Counters by reason, anchors, revocations, authorized clients."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         data = PkiValidator.status(SPEC, h)
         data["anchors"] = admin.anchors(h)
         data["authorized"] = admin.authorized(h)
@@ -156,14 +148,14 @@ def status_cmd(as_json: bool = typer.Option(False, "--json")):
 @cli.command("deauth", epilog=_examples("sudo cryptbpf pki deauth 10.0.0.2"))
 def deauth_cmd(addr: str):
     """Withdraw one client's authorization."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         typer.echo(f"{addr}: {'deauthorized' if admin.deauthorize(h, addr) else 'was not authorized'}")
 
 
 @cli.command("protect", epilog=_examples("sudo cryptbpf pki protect 22"))
 def protect_cmd(port: int, remove: bool = typer.Option(False, "--remove", help="Unprotect instead.")):
     """Require an authorization for a TCP/UDP destination port (or --remove it)."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         if remove:
             admin.unprotect(h, port)
         else:
@@ -174,7 +166,7 @@ def protect_cmd(port: int, remove: bool = typer.Option(False, "--remove", help="
 @cli.command("clock", epilog=_examples("sudo cryptbpf pki clock"))
 def clock_cmd():
     """Re-publish the TAI-UTC offset (after a leap second; clock steps need nothing)."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         off = admin.publish_clock(h)
     typer.echo(f"TAI - UTC = {off // 1_000_000_000} s published")
 

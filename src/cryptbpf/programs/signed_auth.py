@@ -23,10 +23,12 @@ from typing import List, Optional
 
 import typer
 
-from .. import lifecycle, p256
+from .. import p256
 from ..errors import CryptbpfError
+from ..ports import udp_port
 from ..headers import Layout
 from .base import Hook, ProgramSpec
+from ._cli import examples as _examples, pinned
 
 HEADER = "signed_auth"
 COUNTERS = "struct signed_auth_counters"
@@ -55,8 +57,7 @@ def set_ports(handle, add: list[int] = (), remove: list[int] = ()) -> list[int]:
     m = handle.map("sa_ports")
     bits = L.unpack("struct signed_auth_ports", m.lookup(0))["bits"]
     for p in list(add) + list(remove):
-        if not 1 <= p <= 65535:
-            raise CryptbpfError(f"port {p} out of range 1-65535")
+        udp_port(p)
     for p in add:
         bits[p >> 6] |= 1 << (p & 63)
     for p in remove:
@@ -251,16 +252,6 @@ def _read_point(path: Path) -> bytes:
 cli = typer.Typer(no_args_is_help=True)
 
 
-def _examples(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
-
-
-def _pinned():
-    from ..pins import Pinned
-    lifecycle.require_privileges()
-    return Pinned(SPEC.name)
-
-
 @cli.command("trust", epilog=_examples("sudo cryptbpf signed-auth trust alice.pub.pem --id 7",
                                        "sudo cryptbpf signed-auth trust bob.pub.pem --id 8 --rate 50 --burst 10"))
 def trust_cmd(public_key: Path = typer.Argument(..., help="PEM public key (P-256)."),
@@ -269,7 +260,7 @@ def trust_cmd(public_key: Path = typer.Argument(..., help="PEM public key (P-256
               burst: int = typer.Option(DEFAULT_KEY_BURST, help="Verifications back to back.")):
     """Trust a public key under an id (validated first; takes effect at once)."""
     point = _read_point(public_key)
-    with _pinned() as h:
+    with pinned(SPEC.name) as h:
         fp = trust(h, key_id, point, rate, burst)
     typer.echo(f"signed-auth: key {key_id} trusted, fingerprint {fp[:16]}")
 
@@ -279,7 +270,7 @@ def trust_cmd(public_key: Path = typer.Argument(..., help="PEM public key (P-256
 def revoke_cmd(key_id: int = typer.Option(..., "--id", help="Key id to revoke."),
                purge: bool = typer.Option(False, help="Forget the id (counters, replay window) too.")):
     """Stop trusting a key id immediately."""
-    with _pinned() as h:
+    with pinned(SPEC.name) as h:
         revoke(h, key_id, purge)
     typer.echo(f"signed-auth: key {key_id} {'purged' if purge else 'revoked'}")
 
@@ -287,7 +278,7 @@ def revoke_cmd(key_id: int = typer.Option(..., "--id", help="Key id to revoke.")
 @cli.command("keys", epilog=_examples("sudo cryptbpf signed-auth keys", "sudo cryptbpf signed-auth keys --json"))
 def keys_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Trusted and revoked keys with their per-reason counters."""
-    with _pinned() as h:
+    with pinned(SPEC.name) as h:
         ks = keys(h)
     if as_json:
         typer.echo(json.dumps(ks, indent=2))
@@ -301,7 +292,7 @@ def keys_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
 @cli.command("protect", epilog=_examples("sudo cryptbpf signed-auth protect 5000 5001"))
 def protect_cmd(ports: List[int] = typer.Argument(..., help="UDP ports.")):
     """Require signatures on more UDP ports."""
-    with _pinned() as h:
+    with pinned(SPEC.name) as h:
         now = set_ports(h, add=ports)
     typer.echo(f"signed-auth: protected ports {', '.join(map(str, now))}")
 
@@ -309,7 +300,7 @@ def protect_cmd(ports: List[int] = typer.Argument(..., help="UDP ports.")):
 @cli.command("unprotect", epilog=_examples("sudo cryptbpf signed-auth unprotect 5001"))
 def unprotect_cmd(ports: List[int] = typer.Argument(..., help="UDP ports.")):
     """Stop requiring signatures on UDP ports."""
-    with _pinned() as h:
+    with pinned(SPEC.name) as h:
         now = set_ports(h, remove=ports)
     typer.echo(f"signed-auth: protected ports {', '.join(map(str, now)) or 'none'}")
 
@@ -333,6 +324,9 @@ def sign_send(host: str = typer.Argument(..., help="Receiver (IPv4 address or na
     import socket
     import sys
     from ..signing import Signer
+    port = udp_port(port)
+    if source_port:
+        udp_port(source_port, "--source-port")
     payload = sys.stdin.buffer.read() if data == "-" else data.encode()
     signer = Signer.from_pem_file(key, key_id, seq)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -16,11 +16,12 @@ from typing import Any, List, Optional
 
 import typer
 
-from .. import lifecycle
 from ..errors import CryptbpfError
+from ..ports import udp_port as _port
 from ..headers import Layout
 from ..keys import random_key, read_key_file
 from .base import Hook, ProgramSpec
+from ._cli import examples as _ex, pinned
 
 NAME = "zkp-filter"
 SECRET_SIZES = tuple(range(16, 65))
@@ -52,14 +53,6 @@ def _check_key_id(key_id: int) -> None:
         raise CryptbpfError(f"key id {key_id} is not a 32-bit unsigned integer")
 
 
-def _port(p: str | int) -> int:
-    try:
-        v = int(p)
-    except ValueError:
-        raise CryptbpfError(f"port {p!r} is not a number") from None
-    if not 1 <= v <= 65535:
-        raise CryptbpfError(f"port {v} out of range 1-65535")
-    return v
 
 
 def protect(handle, port: int, on: bool = True) -> None:
@@ -145,10 +138,6 @@ class ZkpFilter(ProgramSpec):
 cli = typer.Typer(no_args_is_help=True, help="zkp-filter: prove knowledge of a secret to open ports.")
 
 
-def _ex(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
-
-
 def _secret(path: Path) -> bytes:
     return read_key_file(path, SECRET_SIZES)
 
@@ -180,12 +169,6 @@ def verifier(secret_file: Path = typer.Option(..., help="The shared secret (mode
     typer.echo(f"wrote verifier to {out} (mode 0600)")
 
 
-def _pinned():
-    from ..pins import Pinned
-    lifecycle.require_privileges()
-    return Pinned(NAME)
-
-
 @cli.command("add-key", epilog=_ex("sudo cryptbpf zkp add-key 1 --verifier-file alice.verifier",
                                    "sudo cryptbpf zkp add-key 2 --secret-file bob.secret"))
 def add_key_cmd(key_id: int,
@@ -196,7 +179,7 @@ def add_key_cmd(key_id: int,
     if (verifier_file is None) == (secret_file is None):
         raise CryptbpfError("give exactly one of --verifier-file and --secret-file")
     v = read_key_file(verifier_file, (32,)) if verifier_file else derive_verifier(_secret(secret_file))
-    with _pinned() as h:
+    with pinned(NAME) as h:
         add_key(h, key_id, v)
     typer.echo(f"{NAME}: key {key_id} installed")
 
@@ -204,7 +187,7 @@ def add_key_cmd(key_id: int,
 @cli.command("revoke", epilog=_ex("sudo cryptbpf zkp revoke 1"))
 def revoke_cmd(key_id: int):
     """Remove KEY_ID and every authorization it granted."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         n = revoke(h, key_id)
     typer.echo(f"{NAME}: key {key_id} revoked, {n} source(s) de-authorized")
 
@@ -212,7 +195,7 @@ def revoke_cmd(key_id: int):
 @cli.command("protect", epilog=_ex("sudo cryptbpf zkp protect 22 8080"))
 def protect_cmd(ports: List[str]):
     """Drop traffic to PORTS (TCP and UDP) from unauthorized sources."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for p in ports:
             protect(h, _port(p))
         typer.echo(f"{NAME}: protected ports {protected_ports(h)}")
@@ -221,7 +204,7 @@ def protect_cmd(ports: List[str]):
 @cli.command("unprotect", epilog=_ex("sudo cryptbpf zkp unprotect 8080"))
 def unprotect_cmd(ports: List[str]):
     """Stop guarding PORTS."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         for p in ports:
             protect(h, _port(p), on=False)
         typer.echo(f"{NAME}: protected ports {protected_ports(h)}")
@@ -230,7 +213,7 @@ def unprotect_cmd(ports: List[str]):
 @cli.command("list", epilog=_ex("sudo cryptbpf zkp list"))
 def list_cmd():
     """Protected ports, keys with their counters, authorized sources."""
-    with _pinned() as h:
+    with pinned(NAME) as h:
         typer.echo(f"protected ports: {', '.join(map(str, protected_ports(h))) or 'none'}")
         for kid, c in key_counters(h).items():
             typer.echo(f"key {kid}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
