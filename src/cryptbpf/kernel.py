@@ -17,7 +17,7 @@ from .btf import Btf
 # enum values from include/uapi/linux/bpf.h
 PROG_SCHED_CLS, PROG_XDP, PROG_TRACEPOINT, PROG_SYSCALL = 3, 6, 5, 31
 MAP_RINGBUF, MAP_LRU_HASH = 27, 9
-FUNC_LOOP, FUNC_XDP_LOAD_BYTES, FUNC_KPTR_XCHG = 181, 189, 194
+FUNC_LOOP, FUNC_XDP_LOAD_BYTES, FUNC_KPTR_XCHG, FUNC_DYNPTR_FROM_MEM = 181, 189, 194, 197
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ FEATURES = {f.name: f for f in [
     Feature("xdp_load_bytes", "5.18", "bpf_xdp_load_bytes() helper",
             _helper(FUNC_XDP_LOAD_BYTES, PROG_XDP)),
     Feature("kptr", "5.19", "kptrs in map values (bpf_kptr_xchg)", _helper(FUNC_KPTR_XCHG)),
+    # sha*_update()/hmac_*_init() wrap map memory in one (bpf/include/sha256.bpf.h)
+    Feature("dynptr_mem", "5.19", "bpf_dynptr_from_mem() helper (hashing map memory)",
+            _helper(FUNC_DYNPTR_FROM_MEM)),
     Feature("dynptr_skb", "6.4", "packet dynptrs (bpf_dynptr_from_skb/xdp)",
             _kfunc("bpf_dynptr_from_skb")),
     Feature("iter_num", "6.4", "open-coded iterators (bpf_for)", _kfunc("bpf_iter_num_new")),
