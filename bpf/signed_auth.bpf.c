@@ -31,6 +31,14 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 global_rate = 4000;
 const volatile __u32 global_burst = 200;
 
+/* Replay floor allowance, in seconds (--set max_skew_s=N). Read by the
+ * control plane only: when it creates a key's replay window (trust, load)
+ * it starts the window at wall-clock ns minus this, so a datagram signed
+ * before that is refused however often the program is reloaded or the key
+ * re-trusted (sequence numbers are CLOCK_REALTIME ns by specification).
+ * Declared here so the value lives with the loaded program (.rodata). */
+const volatile __u32 max_skew_s = 30;
+
 #define NSEC_PER_SEC 1000000000ULL
 #define IP_MF_OFFSET 0x3fff	/* MF flag + fragment offset */
 #define IPPROTO_UDP_ 17

@@ -114,11 +114,13 @@ def frame(payload: bytes, src=SRC, dst=DST, vlans=(), **ip_kw) -> bytes:
     return bytes(l2 / IP(src=src[0], dst=dst[0], id=1234, **ip_kw) / UDP(sport=src[1], dport=dst[1]) / payload)
 
 
-SEQ = [1000]
+SEQ = [0]
 
 
 def fresh_seq() -> int:
-    SEQ[0] += 1
+    """Sequence numbers as the specification has them: wall-clock ns,
+    strictly increasing (a window refuses anything below its replay floor)."""
+    SEQ[0] = max(SEQ[0] + 1, time.time_ns())
     return SEQ[0]
 
 
@@ -174,11 +176,12 @@ def test_ip_options_padding_and_no_udp_checksum(xdp):
 
 
 def test_signer_output_verifies_with_cryptography_over_documented_message(xdp):
-    signer = signing.Signer(KEYS["alice"], ALICE, seq=5_000_000)
+    first = fresh_seq()
+    signer = signing.Signer(KEYS["alice"], ALICE, seq=first)
     data = b"from the Python API"
     payload = signer.sign(data, SRC, DST)
     kid, seq = struct.unpack(">4xIQ", payload[-TRAILER:-64])
-    assert payload[:-TRAILER] == data and (kid, seq) == (ALICE, 5_000_000)
+    assert payload[:-TRAILER] == data and (kid, seq) == (ALICE, first)
     assert payload[-TRAILER:-TRAILER + 4] == b"SA\x01\x00"
     sig = payload[-64:]
     der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
@@ -249,8 +252,7 @@ def test_replay_of_a_captured_datagram(xdp):
 
 
 def test_replay_window_edges(xdp):
-    base = 10_000_000
-    top = base + 5000
+    top = fresh_seq() + 5000
     send = lambda seq: run(xdp, frame(sign_payload(KEYS["alice"], ALICE, seq, b"w")))[0]
     assert send(top) == XDP_PASS
     assert send(top - WINDOW + 1) == XDP_PASS      # oldest still inside the window
@@ -321,6 +323,101 @@ def test_revocation_is_immediate_and_keeps_the_window(xdp):
     assert sa.keys(xdp) == []
     assert run(xdp, sign(fresh_seq()))[0] == XDP_DROP
     assert counters(xdp)["unknown_key"] == 1
+
+
+# ---- replay across reloads and re-trusts: the replay floor ----
+
+MINUTE = 60 * 10**9
+
+
+def a_minute_later(monkeypatch):
+    """Every wall clock read from here on (receiver's floor and sender's
+    Signer alike) is a minute ahead: the reload happens a minute after the
+    capture, without waiting for it."""
+    real = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real() + MINUTE)
+
+
+def test_signer_sequence_is_max_of_previous_plus_one_and_wall_clock(monkeypatch):
+    clock = [10**18]
+    monkeypatch.setattr(time, "time_ns", lambda: clock[0])
+    s = signing.Signer(KEYS["alice"], ALICE)
+    assert (s.next_seq(), s.next_seq()) == (10**18, 10**18 + 1)   # same ns: counts up
+    clock[0] += MINUTE                         # idle a minute: follows the clock,
+    assert s.next_seq() == 10**18 + MINUTE     # so a receiver's floor never passes it
+    clock[0] -= 3600 * 10**9                   # clock stepped back: never goes back
+    assert s.next_seq() == 10**18 + MINUTE + 1
+    e = signing.Signer(KEYS["alice"], ALICE, seq=5)
+    assert (e.next_seq(), e.next_seq()) == (5, clock[0])           # explicit first, as given
+
+
+@pytest.mark.parametrize("max_skew_s", [None, 120])
+def test_captured_datagram_after_unload_and_load(monkeypatch, max_skew_s):
+    """Unload + load loses every map; the new window starts at the floor
+    (wall clock - max_skew_s): a datagram captured a minute before is stale
+    with the default 30 s, and (the documented residual) accepted once when
+    the allowance is larger than its age."""
+    require_root()
+    knobs = {} if max_skew_s is None else {"max_skew_s": max_skew_s}
+    signer = signing.Signer(KEYS["alice"], ALICE)
+    o = load(**knobs)
+    try:
+        sa.trust(o, ALICE, point(KEYS["alice"]))
+        captured = frame(signer.sign(b"captured", SRC, DST))
+        assert run(o, captured)[0] == XDP_PASS
+    finally:
+        o.close()
+    a_minute_later(monkeypatch)
+    o = load(**knobs)
+    try:
+        sa.trust(o, ALICE, point(KEYS["alice"]))
+        if max_skew_s is None:
+            assert run(o, captured)[0] == XDP_DROP
+        else:
+            assert run(o, captured)[0] == XDP_PASS
+            assert run(o, captured)[0] == XDP_DROP
+        assert run(o, frame(signer.sign(b"fresh", SRC, DST)))[0] == XDP_PASS
+        c = key_counters(o, ALICE)
+        if max_skew_s is None:   # refused before any verification
+            assert (c["stale"], c["replayed"], c["verified"], c["verifications"]) == (1, 0, 1, 1)
+        else:
+            assert (c["stale"], c["replayed"], c["verified"], c["verifications"]) == (0, 1, 2, 2)
+    finally:
+        o.close()
+
+
+def test_captured_datagram_refused_after_purge_and_retrust(xdp, monkeypatch):
+    signer = signing.Signer(KEYS["alice"], ALICE)
+    captured = frame(signer.sign(b"captured", SRC, DST))
+    assert run(xdp, captured)[0] == XDP_PASS
+    sa.revoke(xdp, ALICE, purge=True)
+    a_minute_later(monkeypatch)
+    before = time.time_ns()
+    sa.trust(xdp, ALICE, point(KEYS["alice"]), rate=1_000_000, burst=1_000_000)
+    floor = [(t - 30 * 10**9) | 63 for t in (before, time.time_ns())]
+    (k,) = sa.keys(xdp)
+    assert floor[0] <= k["highest_seq"] <= floor[1]     # default max_skew_s: 30 s
+    assert run(xdp, captured)[0] == XDP_DROP
+    assert run(xdp, frame(signer.sign(b"fresh", SRC, DST)))[0] == XDP_PASS
+    c = key_counters(xdp, ALICE)
+    assert (c["stale"], c["verified"], c["verifications"]) == (1, 1, 1)
+
+
+def test_retrust_raises_a_kept_window_to_the_floor(xdp, monkeypatch):
+    """Re-trusting the same key keeps its window but lifts it to the floor:
+    what was signed while the key was revoked (never accepted, captured on
+    the way) is stale when the key comes back a minute later."""
+    signer = signing.Signer(KEYS["alice"], ALICE)
+    assert run(xdp, frame(signer.sign(b"before", SRC, DST)))[0] == XDP_PASS
+    sa.revoke(xdp, ALICE)
+    while_revoked = frame(signer.sign(b"while revoked", SRC, DST))
+    assert run(xdp, while_revoked)[0] == XDP_DROP
+    a_minute_later(monkeypatch)
+    sa.trust(xdp, ALICE, point(KEYS["alice"]), rate=1_000_000, burst=1_000_000)
+    assert run(xdp, while_revoked)[0] == XDP_DROP
+    assert run(xdp, frame(signer.sign(b"back", SRC, DST)))[0] == XDP_PASS
+    c = key_counters(xdp, ALICE)
+    assert (c["revoked"], c["stale"], c["verified"]) == (1, 1, 2)
 
 
 def test_key_verified_through_ecdsa_map_only(xdp):

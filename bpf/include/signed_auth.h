@@ -13,7 +13,9 @@
  *          2    1 version  1
  *          3    1 flags    0 (reserved; anything else is rejected)
  *          4    4 key_id   which trusted key signed it
- *          8    8 seq      per-key sequence number, strictly fresh
+ *          8    8 seq      per-key sequence number, strictly fresh: by
+ *                            specification CLOCK_REALTIME ns at signing,
+ *                            max(previous + 1, now) (cryptbpf.signing.Signer)
  *         16   64 sig      ECDSA P-256 signature, IEEE P1363 r || s
  *
  * The signature is over SHA-256 of  signed_hdr || data,  where
@@ -34,8 +36,10 @@
  * Maps (all keyed by the __u32 key id, host order):
  *   sa_keys    struct signed_auth_key      written by the control plane only
  *   sa_state   8-byte bpf_spin_lock, then struct signed_auth_replay
- *              (SIGNED_AUTH_STATE_LOCK_BYTES); written by BPF only, created
- *              zeroed by the control plane when a key is trusted
+ *              (SIGNED_AUTH_STATE_LOCK_BYTES); written by BPF, created by
+ *              the control plane when a key is trusted with its floor set
+ *              (top = (wall-clock ns - max_skew_s) | 63, every bit set), and
+ *              raised to that floor, never lowered, on re-trust
  *   key_stats  struct signed_auth_counters, per CPU, per key
  *   stats      struct signed_auth_counters, per CPU, slot 0: all keys
  *   sa_ports   struct signed_auth_ports, slot 0: protected UDP ports
@@ -50,7 +54,11 @@
 
 /* Replay window: a bitmap of SIGNED_AUTH_REPLAY_WORDS 64-bit words over the
  * most recent sequence numbers (RFC 6479 layout); a sequence number more
- * than SIGNED_AUTH_REPLAY_WINDOW below the highest one seen is stale. */
+ * than SIGNED_AUTH_REPLAY_WINDOW below the highest one seen is stale.
+ * A new window starts at a floor, not at 0: top = floor | 63 with every bit
+ * set, so each number <= top reads as seen (replayed) or stale, and the
+ * first number above it slides the window as usual (the word holding top
+ * keeps its bits, all of them <= top). */
 #define SIGNED_AUTH_REPLAY_WORDS  16
 #define SIGNED_AUTH_REPLAY_WINDOW 960   /* (WORDS - 1) * 64 */
 

@@ -16,10 +16,15 @@ addresses must be the ones the receiver sees: NAT between the two ends
 breaks every signature (that is the anti-spoofing property).
 
 Sequence numbers: each datagram carries a fresh one; the receiver accepts a
-number once, within a window below the highest it has seen. A Signer starts
-from the wall clock in nanoseconds and counts up, so a restarted sender
-continues above the numbers it used before (as long as it sent fewer than
-one datagram per nanosecond on average and the clock does not go back).
+number once, within a window below the highest it has seen. By
+specification a sequence number is the signing time in CLOCK_REALTIME
+nanoseconds: a Signer uses max(previous + 1, time.time_ns()), so a
+restarted sender continues above the numbers it used before (as long as the
+clock does not go back across the restart), and the receiver can refuse
+anything signed more than its `max_skew_s` (default 30 s) before it
+(re)created the key's window: a datagram captured earlier cannot be
+replayed after the receiver reloads or re-trusts the key. Sender and
+receiver clocks must agree to within max_skew_s (NTP).
 """
 
 from __future__ import annotations
@@ -119,7 +124,8 @@ class Signer:
             raise CryptbpfError(f"key id {key_id} does not fit in 32 bits")
         self.key = private_key
         self.key_id = key_id
-        self._seq = time.time_ns() if seq is None else seq
+        self._first = seq       # an explicit first sequence number, used as is
+        self._last = -1
         self._lock = threading.Lock()
 
     @classmethod
@@ -127,9 +133,16 @@ class Signer:
         return cls(load_private_key(path), key_id, seq)
 
     def next_seq(self) -> int:
+        """max(previous + 1, wall clock ns): strictly increasing, and never
+        behind the clock, so the receiver's replay floor (wall clock minus
+        max_skew_s at its last reload/re-trust) never catches up with a
+        sender that is idle for a while."""
         with self._lock:
-            seq = self._seq
-            self._seq += 1
+            if self._first is not None:
+                seq, self._first = self._first, None
+            else:
+                seq = max(self._last + 1, time.time_ns())
+            self._last = seq
         if seq >= 2**64:
             raise CryptbpfError("sequence numbers exhausted for this key")
         return seq

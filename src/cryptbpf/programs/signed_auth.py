@@ -7,8 +7,15 @@ counters: bpf/include/signed_auth.h; design and limits: docs/signed_auth.md.
 
 Control plane (this module) and data plane split the maps: sa_keys and
 p256_keys are written here only, sa_state (replay window, key budget) by BPF
-only after this module created it, so no update here can roll a replay
-window back while the program runs.
+once this module created it; here it is only ever raised (re-trust, under
+the element's lock), so no update here can roll a replay window back.
+
+Replay across reloads: sequence numbers are wall-clock (CLOCK_REALTIME) ns
+by specification, and every window this module creates or re-opens starts
+at a floor of wall-clock ns minus `max_skew_s` (a .rodata knob, default
+30 s). A datagram captured earlier than that before a load, a re-trust or a
+`revoke --purge` + trust is refused as stale, although the window itself
+was lost or reset.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ HEADER = "signed_auth"
 COUNTERS = "struct signed_auth_counters"
 DEFAULT_KEY_RATE = 1000     # verifications per second per key
 DEFAULT_KEY_BURST = 100
+DEFAULT_MAX_SKEW_S = 30     # keep in step with max_skew_s in bpf/signed_auth.bpf.c
 NSEC = 1_000_000_000
+BPF_F_LOCK = 4              # map update: copy the value under its bpf_spin_lock
+ALL_ONES = 2**64 - 1
 # reasons decided before a trusted key is known: never charged to a key
 GLOBAL_ONLY = ("unknown_key", "no_trailer", "short_payload", "malformed", "fragmented", "unsupported")
 
@@ -83,8 +93,10 @@ def trust(handle, key_id: int, point: bytes, rate: int = DEFAULT_KEY_RATE,
     """Trust the 65-byte public point under key_id with a verification
     budget of `rate` per second (`burst` back to back). Re-trusting a
     revoked key id with the same key keeps its replay window (old datagrams
-    stay refused); another key under that id starts afresh. Returns the
-    key's fingerprint."""
+    stay refused); another key under that id starts a new one. Either way
+    the window is at least at the replay floor (replay_floor()): nothing
+    signed more than max_skew_s before now is accepted. Returns the key's
+    fingerprint."""
     L = _layout()
     if not 1 <= rate <= NSEC:
         raise CryptbpfError(f"--rate must be 1..{NSEC} verifications per second")
@@ -104,10 +116,12 @@ def trust(handle, key_id: int, point: bytes, rate: int = DEFAULT_KEY_RATE,
     fresh = old is None or old["fingerprint"] != fp
     kid = _kid(key_id)
     try:
-        handle.map("p256_keys").update(k, table)
+        # the window first: no verification can use this key before its
+        # table is in p256_keys, so nothing moves the window meanwhile
+        _raise_to_floor(handle, kid, replay_floor(handle), fresh)
         if fresh:
-            handle.map("sa_state").update(kid, bytes(handle.map("sa_state").value_size))
             handle.map("key_stats").update(kid, bytes(L.sizeof(COUNTERS)))
+        handle.map("p256_keys").update(k, table)
     except CryptbpfError as e:
         if old is None:     # leave nothing behind for an id that is not trusted
             for name in ("p256_keys", "sa_state", "key_stats"):
@@ -123,6 +137,35 @@ def trust(handle, key_id: int, point: bytes, rate: int = DEFAULT_KEY_RATE,
     return fp.hex()
 
 
+def replay_floor(handle) -> int:
+    """The lowest sequence number a key's window may accept from now on:
+    wall-clock ns minus the loaded program's max_skew_s allowance. A
+    sender's clock may lag the receiver's by up to that much."""
+    return max(0, time.time_ns() - handle.get_global_int("max_skew_s") * NSEC)
+
+
+def _raise_to_floor(handle, kid: bytes, floor: int, fresh: bool) -> None:
+    """Create (fresh) or raise key kid's replay window so that every
+    sequence number <= floor | 63 is refused: top = floor | 63 and all bits
+    set (see signed_auth.h). A window already above the floor is left alone;
+    the key budget (tat_ns) is kept."""
+    L = _layout()
+    m = handle.map("sa_state")
+    lock = L.const("SIGNED_AUTH_STATE_LOCK_BYTES")
+    top = floor | 63
+    raw = None if fresh else m.lookup(kid)
+    if raw is None:
+        tat = 0
+    else:
+        r = L.unpack("struct signed_auth_replay", raw[lock:])
+        if r["top"] >= top:
+            return
+        tat = r["tat_ns"]
+    value = bytes(lock) + L.pack("struct signed_auth_replay", top=top,
+                                 bits=[ALL_ONES] * L.const("SIGNED_AUTH_REPLAY_WORDS"), tat_ns=tat)
+    m.update(kid, value.ljust(m.value_size, b"\0"), BPF_F_LOCK if raw is not None else 0)
+
+
 def _kfunc_register(handle, key_id: int, point: bytes) -> bool:
     """On kernels with the signature kfunc, also give the kernel the key
     (ecdsa_p256.bpf.h dispatches to it); -EOPNOTSUPP elsewhere."""
@@ -136,7 +179,8 @@ def revoke(handle, key_id: int, purge: bool = False) -> None:
     """Stop trusting key_id now: the next datagram is refused before any
     verification, and one being verified at this moment fails (its table is
     gone). Without purge the id stays listed as revoked, with its counters
-    and replay window; purge forgets it entirely."""
+    and replay window; purge forgets it entirely (a later trust starts its
+    window at the replay floor, so what was signed before stays refused)."""
     L = _layout()
     kid = _kid(key_id)
     entry = _key_entry(handle, key_id)
@@ -319,7 +363,8 @@ def sign_send(host: str = typer.Argument(..., help="Receiver (IPv4 address or na
               key: Path = typer.Option(..., help="Private key PEM (mode 0600)."),
               key_id: int = typer.Option(..., "--id", help="Key id the receiver trusts it under."),
               source_port: int = typer.Option(0, help="Local UDP port (0: ephemeral)."),
-              seq: Optional[int] = typer.Option(None, help="Sequence number (default: wall clock in ns).")):
+              seq: Optional[int] = typer.Option(None, help="Sequence number (default: wall clock in ns; "
+                                                "the receiver refuses one older than its max_skew_s).")):
     """Sign DATA (or stdin) for this host's address and port and send it."""
     import socket
     import sys
@@ -346,7 +391,9 @@ SPEC = SignedAuth(
     hooks=[Hook("signed_auth_xdp", "xdp")],
     requires=["xdp", "bpf_loop", "xdp_load_bytes", "syscall_prog", "kptr"],
     knobs={"global_rate": "verifications per second, all keys together (default 4000)",
-           "global_burst": "verifications back to back, all keys together (default 200)"},
+           "global_burst": "verifications back to back, all keys together (default 200)",
+           "max_skew_s": "replay floor allowance: a key's window (trust, load) refuses sequence "
+                         f"numbers below wall-clock ns minus this many seconds (default {DEFAULT_MAX_SKEW_S})"},
     header=HEADER,
     stats_type=COUNTERS,
     cli=cli,
