@@ -1,0 +1,52 @@
+"""What each program says it needs from the kernel is the truth: on any
+kernel that has every feature in its `requires`, the verifier accepts the
+object; on one that lacks a feature, `cryptbpf doctor` names it. Runs on
+the host and in the virtme-ng guests (docs/kernel_compat.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryptbpf import kernel
+from cryptbpf.doctor import program_report
+from cryptbpf.programs import discover
+
+from conftest import require_root
+
+SPECS = discover()
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_program_loads_wherever_its_requirements_are_met(name):
+    require_root()
+    spec = SPECS[name]
+    missing = kernel.missing(spec.requires)
+    rep = program_report(spec, privileged=True)
+    if missing:
+        assert rep["runnable"] is False and "missing" in rep["reason"]
+        for feature in missing:
+            assert kernel.FEATURES[feature].what in rep["reason"]
+        pytest.skip(f"{name} needs {kernel.describe(missing)}, which kernel {kernel.release()} lacks")
+    assert rep["loads"], (f"{name}: kernel {kernel.release()} has everything it requires "
+                          f"({', '.join(spec.requires)}) but {rep['reason']}")
+    assert rep["runnable"] is True
+
+
+def test_every_requirement_names_a_probed_feature():
+    for name, spec in SPECS.items():
+        unknown = [f for f in spec.requires if f not in kernel.FEATURES]
+        assert not unknown, f"{name} requires unknown features {unknown}"
+
+
+@pytest.mark.parametrize("feature", sorted(kernel.FEATURES))
+def test_feature_probe_agrees_with_the_kernel_version(feature):
+    """A mainline feature the kernel is new enough for must probe as present
+    (conftest.require_feature relies on it); one it is too old for must not,
+    unless the distribution backported it (reported, not failed)."""
+    f = kernel.FEATURES[feature]
+    if f.since is None:
+        pytest.skip(f"{feature} is out of tree: present only on patched kernels")
+    if kernel.should_have(feature):
+        assert kernel.has(feature), f"Linux {kernel.release()} >= {f.since} but {feature} probes as missing"
+    elif kernel.has(feature):
+        pytest.skip(f"{feature} (mainline {f.since}) present on {kernel.release()}: backported")
