@@ -17,11 +17,12 @@ FILES = sorted(VECTORS.glob("*.json"))
 @pytest.fixture(autouse=True)
 def _gate():
     require_root()
-    require_feature("bpf_crypto")
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_vector_file_passes(path):
+    if path.name.startswith("aes_"):
+        require_feature("bpf_crypto")   # the others are pure BPF (Linux 6.1 too)
     res = run_cli("kat", str(path), "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     (r,) = json.loads(res.stdout)
@@ -30,6 +31,7 @@ def test_vector_file_passes(path):
 
 
 def test_corrupted_expectation_is_reported_by_tcid(tmp_path):
+    require_feature("bpf_crypto")
     data = json.loads((VECTORS / "aes_cbc_pkcs5_cryptography.json").read_text())
     t = data["testGroups"][0]["tests"][5]
     t["ct"] = ("00" if t["ct"][:2] != "00" else "01") + t["ct"][2:]   # valid vector, wrong ct
