@@ -82,9 +82,9 @@ vm-test: setup bpf
 compat: setup bpf
 	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider --results-json=build/results/host.json $(PYTEST_ARGS) || true
 	$(Q)./scripts/vm-test $(KERNEL) $(PYTEST_ARGS) || true
-	$(Q)for doc in docs/kernel_compat.md README.md; do \
-		$(PYTHON) scripts/compat-table --update $$doc build/vm/*/summary.json build/results/host.json || exit 1; \
-		echo "  GEN      $$doc"; done
+	$(Q)$(PYTHON) scripts/compat-table --update docs/kernel_compat.md build/vm/*/summary.json build/results/host.json
+	$(Q)$(PYTHON) scripts/compat-table --brief --update README.md build/vm/*/summary.json build/results/host.json
+	@echo "  GEN      docs/kernel_compat.md README.md"
 
 clean:
 	rm -rf build
