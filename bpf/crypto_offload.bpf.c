@@ -66,6 +66,16 @@ struct {
 	__type(value, struct offload_key);
 } offload_keys SEC(".maps");
 
+/* The key id by value, so the lookup's key is a stack slot. The request
+ * (struct oreq) lives in per-CPU scratch and reaches the __noinline serve
+ * functions as a plain `mem` argument; Linux 6.1 accepts map keys only on
+ * the stack, in a packet or in map memory ("R2 type=mem expected=fp, ..."),
+ * so &r->key_id cannot be passed there. */
+static __always_inline struct offload_key *offload_key_get(__u32 key_id)
+{
+	return bpf_map_lookup_elem(&offload_keys, &key_id);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -315,7 +325,7 @@ static __always_inline int validate(const struct oreq *r)
 		return OFFLOAD_ERR_LENGTH;
 	if (r->op == OFFLOAD_OP_SHA256)
 		return r->key_id ? OFFLOAD_ERR_KEY : OFFLOAD_OK;
-	k = bpf_map_lookup_elem(&offload_keys, &r->key_id);
+	k = offload_key_get(r->key_id);
 	if (!k)
 		return OFFLOAD_ERR_KEY;
 	want_type = r->op == OFFLOAD_OP_HMAC ? OFFLOAD_KEY_HMAC : OFFLOAD_KEY_AEAD;
@@ -489,7 +499,7 @@ static __always_inline int compute_digest(struct xdp_md *ctx, struct offload_scr
 		err = sha256_update_xdp(&s->sha, ctx, off, r->data_len);
 		return err ?: sha256_final(&s->sha, s->digest);
 	}
-	k = bpf_map_lookup_elem(&offload_keys, &r->key_id);
+	k = offload_key_get(r->key_id);
 	if (!k || k->type != OFFLOAD_KEY_HMAC)
 		return -1;
 	hmac_sha256_start(&s->hmac, (const struct cryptbpf_hmac_sha256_key *)k->istate);
@@ -543,7 +553,7 @@ __noinline int offload_serve_seal(struct xdp_md *ctx, const struct oreq *r)
 	out = r->pl_off + sizeof(struct offload_reply_hdr);
 	aad_len = r->aad_len;
 	len = r->data_len;
-	k = bpf_map_lookup_elem(&offload_keys, &r->key_id);
+	k = offload_key_get(r->key_id);
 	if (!k || k->type != OFFLOAD_KEY_AEAD || aad_len > OFFLOAD_MAX_AAD)
 		return SERVE_UNTOUCHED;
 	if (bpf_xdp_load_bytes(ctx, body, s->nonce, OFFLOAD_NONCE_SIZE))
