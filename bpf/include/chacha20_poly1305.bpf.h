@@ -107,7 +107,11 @@ static __always_inline long cc20p1305_mac_body(__u64 idx, struct chacha20_poly13
 		__u64 pos = idx * 128;
 
 		barrier_var(pos);
-		if (pos > max - 128)	/* verifier: bound the unknown index */
+		/* verifier: bound the unknown index. max < 128 (a small
+		 * AAD_MAX): no full chunk exists, and max - 128 would wrap to
+		 * ~4 GiB, which 6.1 refuses as "unbounded memory access" (6.1
+		 * verifies a bpf_loop callback once, for any idx). */
+		if (max < 128 || pos > max - 128)
 			return 1;
 		poly1305_blocks_x8(&ctx->mac, io->c.src + pos);
 		return 0;
