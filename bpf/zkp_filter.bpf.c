@@ -340,6 +340,10 @@ int install_key(struct zkp_key_setup *args)
 	if (len < 16 || len > sizeof(s->raw) ||
 	    (args->which == ZKP_SLOT_VERIFIER && len != ZKP_VERIFIER_LEN))
 		return args->err = -EINVAL;
+	/* Already checked, but clang clamps a 32-bit copy of len, and 6.1's
+	 * verifier does not carry the compare's bound to the copy passed to
+	 * hmac_sha256_init(); CRYPTBPF_CLAMP keeps both in one register. */
+	CRYPTBPF_CLAMP(len, sizeof(s->raw));
 	__builtin_memcpy(s->raw, args->key, sizeof(s->raw));
 	__builtin_memset(&s->verifier, 0, sizeof(s->verifier));
 	err = challenge_key_install(&s->cs.h, s->raw, len, &s->verifier);

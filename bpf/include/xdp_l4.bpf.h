@@ -70,6 +70,11 @@ static __always_inline int xdp_l4_v4(struct xdp_md *ctx, struct xdp_l4 *l4, stru
 		return XDP_L4_BAD;
 	ihl = ip->ihl * 4;
 	tot = bpf_ntohs(ip->tot_len);
+	/* 6.1's verifier does not bound a byte swap (newer ones know it is
+	 * < 65536), so `ip + tot` would be "math between pkt pointer and
+	 * register with unbounded min value"; clamp in asm so the bound
+	 * stays in the register used for the pointer arithmetic. */
+	CRYPTBPF_CLAMP(tot, 0xffff);
 	if (ihl < sizeof(*ip) || tot < ihl || (void *)ip + tot > end)
 		return XDP_L4_BAD;
 	if (bpf_ntohs(ip->frag_off) & 0x1fff)      /* not the first fragment */
