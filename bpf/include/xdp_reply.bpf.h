@@ -190,6 +190,17 @@ static __noinline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *
 
 	if (!x || len == 0 || len > XDP_REPLY_MAX_PAYLOAD || ihl < 20 || ihl > 60)
 		return -1;
+	/* Again, in asm: clang tests 20 <= ihl <= 60 as (ihl - 20) <= 40 on a
+	 * copy, and 6.1's verifier does not carry that bound back to ihl, so
+	 * bpf_xdp_load_bytes(.., x->iph, ihl) was refused (size may be 0 or
+	 * past the map value). Bounding the register itself proves 20..60. */
+	{
+		__u64 b = ihl;
+
+		asm volatile("if %0 >= 20 goto +1; %0 = 20;"
+			     "if %0 <= 60 goto +1; %0 = 60" : "+r"(b));
+		ihl = b;
+	}
 	ph = &x->ph;
 	ip = (struct iphdr *)x->iph;
 	delta = (int)(u->payload_off + len) - (int)xdp_frame_len(ctx);
