@@ -453,6 +453,10 @@ int install_key(struct pow_key_setup *args)
 		return args->err = -ENOMEM;
 	if (len < 16 || len > sizeof(s->raw))
 		return args->err = -EINVAL;
+	/* Already checked, but clang clamps a 32-bit copy of len, and 6.1's
+	 * verifier does not carry the compare's bound to the copy passed to
+	 * hmac_sha256_init(); CRYPTBPF_CLAMP keeps both in one register. */
+	CRYPTBPF_CLAMP(len, sizeof(s->raw));
 	dst = bpf_map_lookup_elem(&pow_server_key, &zero);
 	if (!dst)
 		return args->err = -ENOENT;
