@@ -216,8 +216,13 @@ static __always_inline __s64 elog_key_copy(struct elog_scratch *s)
 /* Number, seal and output the body already in s->rec.body (len bytes).
  * Every numbered record is either delivered or counted in cs->lost, so a
  * reader sees each loss as a gap explained by the next record's hdr.lost. */
-static __always_inline int elog_emit(struct elog_scratch *s, struct elog_cpu_state *cs,
-				     struct elog_stats *st, __u16 type, const __u32 len)
+/* Out of line (verifier, Linux 6.1): 6.1 sums the frames of every call
+ * chain, bpf_loop callbacks included, each rounded up to 32 bytes, against
+ * the 512-byte stack. Inlined, the AEAD's spills sat in the program's frame
+ * on top of the ratchet's HMAC -> SHA-256 chain ("combined stack size of 5
+ * calls is 608"); in a frame of their own the two chains are separate. */
+static __noinline int elog_emit(struct elog_scratch *s, struct elog_cpu_state *cs,
+				struct elog_stats *st, __u16 type, const __u32 len)
 {
 	struct elog_hdr *h = &s->rec.hdr;
 	__u8 *body = s->rec.body.bytes;
@@ -234,7 +239,7 @@ static __always_inline int elog_emit(struct elog_scratch *s, struct elog_cpu_sta
 	epoch = elog_key_copy(s);
 	if (epoch < 0) {
 		__builtin_memset(s->key, 0, ELOG_KEY_SIZE);	/* a torn copy is still key material */
-		__builtin_memset(body, 0, len);			/* no plaintext left behind */
+		__builtin_memset(body, 0, sizeof(s->rec.body));	/* no plaintext left behind (len is not constant out of line) */
 		cs->lost++;
 		st->lost_key++;
 		return -ELOG_EBUSY;
@@ -249,7 +254,7 @@ static __always_inline int elog_emit(struct elog_scratch *s, struct elog_cpu_sta
 	__builtin_memset(s->key, 0, ELOG_KEY_SIZE);
 	__builtin_memset(&s->aead.cc, 0, sizeof(s->aead.cc));
 	if (err) {
-		__builtin_memset(body, 0, len);
+		__builtin_memset(body, 0, sizeof(s->rec.body));
 		cs->lost++;
 		st->lost_key++;
 		return err;
