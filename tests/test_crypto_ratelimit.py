@@ -429,12 +429,16 @@ def test_client_pays_transparently_between_namespaces(rl_between):
         replies = [c.request(f"q{i}".encode()) for i in range(5)]
     assert replies == [f"echo:q{i}".encode() for i in range(5)]
     assert c.stats.challenges >= 1 and c.stats.admitted == c.stats.challenges
-    if v.mode == "drv":
-        # veth cannot grow a 2-byte datagram into a challenge: asked for one
-        assert c.stats.requests >= 1
     assert set(c.stats.difficulties) == {10}
     with Pinned(cr.NAME) as h:
         st = cr.SPEC.status(h)
+    # Where native XDP on veth has no tailroom (6.18), a 2-byte datagram
+    # cannot grow into a challenge: XDP counts no_room and the client asks
+    # for one explicitly; where it has room (6.1) XDP answers directly.
+    if st["stats"]["no_room"]:
+        assert c.stats.requests >= 1
+    if v.mode == "skb":
+        assert st["stats"]["no_room"] == 0
     assert st["difficulty"] == 10 and st["stats"]["solved"] == c.stats.challenges
     assert st["stats"]["passed"] == 5
     # a plain client that does not pay is cut off after its burst
