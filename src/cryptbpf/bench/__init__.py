@@ -52,6 +52,28 @@ def userspace_ns(fn, min_time: float = 0.2) -> float:
     return best
 
 
+def bpf_each_ns(prog, frames: list[bytes], want: int) -> float:
+    """Mean BPF_PROG_TEST_RUN time over `frames`, one run each: for packets
+    that change program state (a used proof, a solved puzzle), which a
+    `repeat` run would judge differently after the first iteration."""
+    total = 0
+    for f in frames:
+        r = prog.test_run(data=f)
+        assert r.retval == want, f"unexpected verdict {r.retval}"
+        total += r.duration_ns
+    return total / len(frames)
+
+
+def bpf_repeat_ns(prog, frame: bytes, want: int, repeat: int) -> float:
+    """Best of 3 BPF_PROG_TEST_RUNs of `repeat` iterations (shared machine)."""
+    best = None
+    for _ in range(3):
+        r = prog.test_run(data=frame, repeat=repeat)
+        assert r.retval == want, f"unexpected verdict {r.retval}"
+        best = r.duration_ns if best is None else min(best, r.duration_ns)
+    return best
+
+
 def _table(rows: list[dict]) -> str:
     lines = ["| benchmark | size (B) | BPF ns/op | BPF MB/s | userspace | userspace MB/s | BPF/userspace |",
              "|---|---:|---:|---:|---|---:|---:|"]

@@ -17,6 +17,7 @@ import time
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
+from . import bpf_each_ns, bpf_repeat_ns
 from .. import pow_client as pc
 from ..object import BpfObject
 from ..paths import bpf_object
@@ -34,24 +35,6 @@ def _udp(payload: bytes, src: str) -> bytes:
 
 def _src(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-
-
-def _per_packet_ns(prog, frames, want: int) -> float:
-    total = 0
-    for f in frames:
-        r = prog.test_run(data=f)
-        assert r.retval == want, f"unexpected verdict {r.retval}"
-        total += r.duration_ns
-    return total / len(frames)
-
-
-def _repeat_ns(prog, frame: bytes, want: int) -> float:
-    best = None
-    for _ in range(3):
-        r = prog.test_run(data=frame, repeat=REPEAT)
-        assert r.retval == want, f"unexpected verdict {r.retval}"
-        best = r.duration_ns if best is None else min(best, r.duration_ns)
-    return best
 
 
 def _row(name: str, ns: float, size: int = 56, **extra) -> dict:
@@ -77,22 +60,22 @@ def ratelimit_packets(echo) -> list[dict]:
         for i in range(DISTINCT):
             m = chal(_src(i), 4)
             valid.append(_udp(pc.solution_message(m, pc.solve(m["challenge"], 4)[0]), _src(i)))
-        valid_ns = _per_packet_ns(prog, valid, 3)
+        valid_ns = bpf_each_ns(prog, valid, 3)
 
         m = chal(_src(1), 16)
         nonce = os.urandom(8)
         while pc.leading_zero_bits(pc.pow_digest(m["challenge"], nonce)) >= 16:
             nonce = os.urandom(8)
-        bad_pow_ns = _repeat_ns(prog, _udp(pc.solution_message(m, nonce), _src(1)), 1)
+        bad_pow_ns = bpf_repeat_ns(prog, _udp(pc.solution_message(m, nonce), _src(1)), 1, REPEAT)
         forged = {**m, "challenge": os.urandom(32)}
-        forged_ns = _repeat_ns(prog, _udp(pc.solution_message(forged, nonce), _src(1)), 1)
-        pass_ns = _repeat_ns(prog, _udp(b"q" * 56, "192.0.2.7"), 2)
+        forged_ns = bpf_repeat_ns(prog, _udp(pc.solution_message(forged, nonce), _src(1)), 1, REPEAT)
+        pass_ns = bpf_repeat_ns(prog, _udp(b"q" * 56, "192.0.2.7"), 2, REPEAT)
 
         cr.configure_limits(obj, rate=1, burst=1)
         over = [_udp(b"q" * 56, _src(50000 + i)) for i in range(DISTINCT)]
         for f in over:                       # spend each source's one token
             assert prog.test_run(data=f).retval == 2
-        challenge_ns = _per_packet_ns(prog, over, 3)
+        challenge_ns = bpf_each_ns(prog, over, 3)
     finally:
         obj.close()
 

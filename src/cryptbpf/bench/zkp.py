@@ -19,7 +19,7 @@ from hashlib import sha256
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from . import userspace_ns
+from . import bpf_each_ns, bpf_repeat_ns, userspace_ns
 from .. import zkp_client as zc
 from ..object import BpfObject
 from ..paths import bpf_object
@@ -37,25 +37,6 @@ def _udp(payload: bytes, dport: int, src: str) -> bytes:
 
 def _src(i: int) -> str:
     return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255 or 1}"
-
-
-def _per_packet_ns(prog, frames: list[bytes], want: int) -> float:
-    total = 0
-    for f in frames:
-        r = prog.test_run(data=f)
-        assert r.retval == want, f"unexpected verdict {r.retval}"
-        total += r.duration_ns
-    return total / len(frames)
-
-
-def _repeat_ns(prog, frame: bytes, want: int) -> float:
-    """Best of 3 runs of REPEAT iterations: the machine is shared."""
-    best = None
-    for _ in range(3):
-        r = prog.test_run(data=frame, repeat=REPEAT)
-        assert r.retval == want, f"unexpected verdict {r.retval}"
-        best = r.duration_ns if best is None else min(best, r.duration_ns)
-    return best
 
 
 def _row(name: str, ns: float, base_ns: float | None = None, base: str = "", **extra) -> dict:
@@ -78,7 +59,7 @@ def zkp_filter_packets(echo) -> list[dict]:
 
         hellos = [_udp(zc.pack("hello", client_nonce=os.urandom(16)), CTRL, _src(i))
                   for i in range(DISTINCT)]
-        hello_ns = _per_packet_ns(prog, hellos, 3)
+        hello_ns = bpf_each_ns(prog, hellos, 3)
 
         def proof_frame(i: int, secret_ok: bool = True) -> bytes:
             src, nonce = _src(i), os.urandom(16)
@@ -88,20 +69,20 @@ def zkp_filter_packets(echo) -> list[dict]:
             return _udp(zc.proof_message(chal, v, src, KEY_ID), CTRL, src)
 
         valid = [proof_frame(i) for i in range(DISTINCT)]
-        valid_ns = _per_packet_ns(prog, valid, 3)
-        bad_proof_ns = _repeat_ns(prog, proof_frame(1, False), 1)
-        bad_single_ns = _per_packet_ns(prog, [proof_frame(i, False) for i in range(DISTINCT)], 1)
+        valid_ns = bpf_each_ns(prog, valid, 3)
+        bad_proof_ns = bpf_repeat_ns(prog, proof_frame(1, False), 1, REPEAT)
+        bad_single_ns = bpf_each_ns(prog, [proof_frame(i, False) for i in range(DISTINCT)], 1)
         forged = bytearray(proof_frame(2))
         forged[14 + 20 + 8 + 40] ^= 1          # a challenge bit
-        forged_ns = _repeat_ns(prog, bytes(forged), 1)
+        forged_ns = bpf_repeat_ns(prog, bytes(forged), 1, REPEAT)
         stale = bytearray(proof_frame(3))
         stale[14 + 20 + 8 + 12:14 + 20 + 8 + 16] = ((slot - 2) % 2**32).to_bytes(4, "big")
-        stale_ns = _repeat_ns(prog, bytes(stale), 1)
+        stale_ns = bpf_repeat_ns(prog, bytes(stale), 1, REPEAT)
         # authorized source to a protected port: the filter's fast path
         allowed = bytes(Ether() / IP(src=_src(5), dst="10.0.0.1") / TCP(dport=PORT))
         denied = bytes(Ether() / IP(src="192.0.2.1", dst="10.0.0.1") / TCP(dport=PORT))
-        pass_ns = _repeat_ns(prog, allowed, 2)
-        drop_ns = _repeat_ns(prog, denied, 1)
+        pass_ns = bpf_repeat_ns(prog, allowed, 2, REPEAT)
+        drop_ns = bpf_repeat_ns(prog, denied, 1, REPEAT)
 
         # userspace: the same two HMACs (challenge, then proof) with Python's hmac
         msg = os.urandom(40)
