@@ -725,7 +725,14 @@ int offload_key_setup(struct offload_key_args *args)
 	s->entry.len = len;
 	__builtin_memcpy(s->entry.key, s->raw, OFFLOAD_KEY_MAX);
 	if (type == OFFLOAD_KEY_HMAC) {
-		err = hmac_sha256_init(&s->hmac, s->raw, len > OFFLOAD_KEY_MAX ? OFFLOAD_KEY_MAX : len);
+		__u32 key_len = len;
+
+		/* verifier: bound it again in the register passed. Linux 6.1
+		 * forgets the bounds of a scalar spilled in 4 bytes (clang
+		 * spills `len` across the copies above), and the callee's
+		 * bpf_dynptr_from_mem() needs key_len <= sizeof(s->raw). */
+		CRYPTBPF_CLAMP(key_len, OFFLOAD_KEY_MAX);
+		err = hmac_sha256_init(&s->hmac, s->raw, key_len);
 		if (!err) {
 			__builtin_memcpy(s->entry.istate, s->hmac.key.istate, 32);
 			__builtin_memcpy(s->entry.ostate, s->hmac.key.ostate, 32);

@@ -95,10 +95,9 @@ static __always_inline void cc20p1305_mac_buf(struct chacha20_poly1305_ctx *ctx,
 	}
 }
 
-/* bpf_loop body: MAC 128 bytes of map memory (`max` is the compile-time
- * verifier bound of the buffer), or one packet chunk. */
+/* bpf_loop body: MAC 128 bytes of map memory, or one packet chunk. */
 static __always_inline long cc20p1305_mac_body(__u64 idx, struct chacha20_poly1305_io *io,
-					       int kind, __u32 max)
+					       int kind)
 {
 	struct chacha20_poly1305_ctx *ctx = io->ctx;
 	__u32 n;
@@ -107,11 +106,9 @@ static __always_inline long cc20p1305_mac_body(__u64 idx, struct chacha20_poly13
 		__u64 pos = idx * 128;
 
 		barrier_var(pos);
-		/* verifier: bound the unknown index. max < 128 (a small
-		 * AAD_MAX): no full chunk exists, and max - 128 would wrap to
-		 * ~4 GiB, which 6.1 refuses as "unbounded memory access" (6.1
-		 * verifies a bpf_loop callback once, for any idx). */
-		if (max < 128 || pos > max - 128)
+		/* verifier: bound the unknown index (6.1 verifies a
+		 * bpf_loop callback once, for any idx) */
+		if (pos > CRYPTBPF_MSG_MAX - 128)
 			return 1;
 		poly1305_blocks_x8(&ctx->mac, io->c.src + pos);
 		return 0;
@@ -123,37 +120,31 @@ static __always_inline long cc20p1305_mac_body(__u64 idx, struct chacha20_poly13
 	return 0;
 }
 
-static long cc20p1305_mac_aad_cb(__u64 idx, void *io)
-{
-	return cc20p1305_mac_body(idx, io, CHACHA20_IO_MEM, CHACHA20_POLY1305_AAD_MAX);
-}
-
 static long cc20p1305_mac_mem_cb(__u64 idx, void *io)
 {
-	return cc20p1305_mac_body(idx, io, CHACHA20_IO_MEM, CRYPTBPF_MSG_MAX);
+	return cc20p1305_mac_body(idx, io, CHACHA20_IO_MEM);
 }
 
 static long cc20p1305_mac_skb_cb(__u64 idx, void *io)
 {
-	return cc20p1305_mac_body(idx, io, CHACHA20_IO_SKB, CRYPTBPF_MSG_MAX);
+	return cc20p1305_mac_body(idx, io, CHACHA20_IO_SKB);
 }
 
 static long cc20p1305_mac_xdp_cb(__u64 idx, void *io)
 {
-	return cc20p1305_mac_body(idx, io, CHACHA20_IO_XDP, CRYPTBPF_MSG_MAX);
+	return cc20p1305_mac_body(idx, io, CHACHA20_IO_XDP);
 }
 
 /* Absorb c.len bytes from c.src / c.src_off, zero-padded to 16 bytes. */
 static __always_inline int cc20p1305_mac_region(struct chacha20_poly1305_io *io,
-						int kind, int is_aad)
+						int kind)
 {
 	struct chacha20_poly1305_ctx *ctx = io->ctx;
-	__u32 max = is_aad ? CHACHA20_POLY1305_AAD_MAX : CRYPTBPF_MSG_MAX;
 	__u32 full = io->c.len / 128, n = io->c.len & 63;
 	__u64 pos = (__u64)full * 128;
 	long ret;
 
-	if (io->c.len > max)
+	if (io->c.len > CRYPTBPF_MSG_MAX)
 		return -7;
 	if (kind != CHACHA20_IO_MEM) {
 		full = (io->c.len + CHACHA20_PKT_CHUNK - 1) / CHACHA20_PKT_CHUNK;
@@ -163,15 +154,12 @@ static __always_inline int cc20p1305_mac_region(struct chacha20_poly1305_io *io,
 			ret = bpf_loop(full, cc20p1305_mac_xdp_cb, io, 0);
 		return ret == full ? 0 : -14;
 	}
-	if (is_aad)
-		ret = bpf_loop(full, cc20p1305_mac_aad_cb, io, 0);
-	else
-		ret = bpf_loop(full, cc20p1305_mac_mem_cb, io, 0);
+	ret = bpf_loop(full, cc20p1305_mac_mem_cb, io, 0);
 	if (ret != full)
 		return -14;
 	if (io->c.len & 64) {	/* one more 64-byte block */
 		barrier_var(pos);
-		if (pos > max - 64)	/* verifier */
+		if (pos > CRYPTBPF_MSG_MAX - 64)	/* verifier */
 			return -7;
 		poly1305_blocks_x4(&ctx->mac, io->c.src + pos);
 		pos += 64;
@@ -179,7 +167,7 @@ static __always_inline int cc20p1305_mac_region(struct chacha20_poly1305_io *io,
 	if (!n)
 		return 0;
 	barrier_var(pos);
-	if (pos > max - 64)	/* verifier: tail stays inside `max` */
+	if (pos > CRYPTBPF_MSG_MAX - 64)	/* verifier: tail stays inside the buffer */
 		return -7;
 	/* zero-padded copy with masked words (see chacha20_xor_tail_words) */
 #pragma unroll
@@ -279,21 +267,59 @@ static __noinline int cc20p1305_seal_mem_tail(struct chacha20_poly1305_io *io)
 
 /* ---- shared steps ---- */
 
-/* Poly1305 key = first 32 bytes of keystream block 0; MAC the AAD. */
-static __always_inline int cc20p1305_begin(struct chacha20_poly1305_ctx *ctx,
-					   const __u8 *key, const __u8 *nonce,
-					   const __u8 *aad, __u32 aad_len)
+/* Poly1305 key = first 32 bytes of keystream block 0. */
+static __noinline void cc20p1305_keysetup(struct chacha20_poly1305_ctx *ctx,
+					  const __u8 *key, const __u8 *nonce)
 {
-	struct chacha20_poly1305_io aio = { .c = { .st = &ctx->cc, .src = aad,
-						   .len = aad_len }, .ctx = ctx };
-
 	chacha20_init(&ctx->cc, key, nonce, 0);
 	__builtin_memset(ctx->cc.blk, 0, 64);
 	chacha20_xor_block(&ctx->cc, 0, ctx->cc.blk, ctx->cc.blk);
 	poly1305_init(&ctx->mac, ctx->cc.blk);
 	ctx->cc.counter = 1;
+}
+
+/* MAC the AAD (map memory, len <= CHACHA20_POLY1305_AAD_MAX), zero-padded
+ * to 16 bytes. Direct calls, no bpf_loop: the AAD is small and bounded,
+ * and a callback would add a frame to the chain. */
+static __noinline int cc20p1305_mac_aad(struct chacha20_poly1305_ctx *ctx,
+					const __u8 *aad, __u32 len)
+{
+	__u32 n = len & 63;
+	__u64 pos = len & ~63U;
+
+	if (len > CHACHA20_POLY1305_AAD_MAX)
+		return -7;
+#pragma unroll
+	for (__u32 i = 0; i < CHACHA20_POLY1305_AAD_MAX / 64; i++) {
+		if (i * 64 + 64 > len)
+			break;
+		poly1305_blocks_x4(&ctx->mac, aad + i * 64);
+	}
+	if (!n)
+		return 0;
+	barrier_var(pos);
+	if (pos > CHACHA20_POLY1305_AAD_MAX - 64)	/* verifier: tail inside the AAD buffer */
+		return -7;
+	/* zero-padded copy with masked words (see chacha20_xor_tail_words) */
+#pragma unroll
+	for (__u32 k = 0; k < 8; k++)
+		((__u64 *)ctx->cc.blk)[k] = ((const __u64 *)(aad + pos))[k] &
+					    chacha20_tail_mask(n, k);
+	poly1305_blocks_upto4(&ctx->mac, ctx->cc.blk, (n + 15) / 16);
+	return 0;
+}
+
+/* Key setup, then the AAD. Verifier (Linux < 6.5 sums the frames of every
+ * call chain, bpf_loop callbacks included, against 512 bytes): each step
+ * out of line in a small frame of its own, so neither sits on top of the
+ * caller's frame plus a bpf_loop callback plus Poly1305's ~170-byte frame. */
+static __always_inline int cc20p1305_begin(struct chacha20_poly1305_ctx *ctx,
+					   const __u8 *key, const __u8 *nonce,
+					   const __u8 *aad, __u32 aad_len)
+{
+	cc20p1305_keysetup(ctx, key, nonce);
 	ctx->lens[0] = aad_len;
-	return cc20p1305_mac_region(&aio, CHACHA20_IO_MEM, 1);
+	return cc20p1305_mac_aad(ctx, aad, aad_len);
 }
 
 /* MAC le64(aad_len) || le64(len) and produce ctx->tag. */
@@ -356,7 +382,7 @@ static __always_inline int cc20p1305_open(struct chacha20_poly1305_io *io, int k
 	err = cc20p1305_begin(ctx, key, nonce, aad, aad_len);
 	if (err)
 		return err;
-	err = cc20p1305_mac_region(io, kind, 0);
+	err = cc20p1305_mac_region(io, kind);
 	if (err)
 		return err;
 	cc20p1305_finish(ctx, io->c.len);
