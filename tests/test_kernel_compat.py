@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from cryptbpf import kernel
+from cryptbpf import kernel, paths
 from cryptbpf.doctor import program_report
+from cryptbpf.elf_features import object_features
 from cryptbpf.programs import discover
 
 from conftest import require_root
@@ -36,6 +37,17 @@ def test_every_requirement_names_a_probed_feature():
     for name, spec in SPECS.items():
         unknown = [f for f in spec.requires if f not in kernel.FEATURES]
         assert not unknown, f"{name} requires unknown features {unknown}"
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_requires_declares_every_feature_the_object_uses(name):
+    """doctor and the minimum kernel trust `requires`: a helper or kfunc the
+    object calls but the spec does not declare would make a kernel without
+    it look supported until the verifier refused the program."""
+    spec = SPECS[name]
+    used, _optional = object_features(paths.bpf_object(spec.object))
+    undeclared = sorted(used - set(spec.requires))
+    assert not undeclared, f"{name}'s object uses {undeclared}, not in its ProgramSpec.requires"
 
 
 @pytest.mark.parametrize("feature", sorted(kernel.FEATURES))

@@ -371,7 +371,7 @@ SPEC = EncryptedLogger(
     object="encrypted_logger",
     summary="exec audit log sealed in the kernel (ChaCha20-Poly1305, forward-secure key epochs)",
     hooks=[Hook("elog_exec", "link")],
-    requires=["btf", "ringbuf", "bpf_loop"],
+    requires=["btf", "tracepoint", "ringbuf", "bpf_loop", "dynptr_mem"],
     knobs={"epoch_ms": "key epoch length in ms (default 60000; 0 = only `cryptbpf logs rotate`)",
            "ring_kb": f"ring buffer size in KiB, a power of two (default {DEFAULT_RING_KB})"},
     key_sizes=(KEY_SIZE,),

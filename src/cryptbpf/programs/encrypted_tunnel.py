@@ -227,7 +227,7 @@ SPEC = EncryptedTunnel(
     summary="authenticated, replay-protected IPv4 encryption between hosts (TC + XDP)",
     hooks=[Hook("tunnel_xdp", "xdp"), Hook("tunnel_ingress", "tc-ingress"),
            Hook("tunnel_egress", "tc-egress")],
-    requires=["tc_bpf", "xdp", "syscall_prog", "bpf_loop", "kptr", "dynptr_skb", "bpf_crypto"],
+    requires=["tc_bpf", "xdp", "syscall_prog", "bpf_loop", "kptr", "dynptr_skb", "bpf_crypto", "dynptr_mem"],
     key_sizes=(32,),
     header="encrypted_tunnel",
     stats_type="struct tunnel_stats",

@@ -389,7 +389,7 @@ SPEC = SignedAuth(
     object="signed_auth",
     summary="ECDSA P-256 signed UDP datagrams verified in XDP (replay window, verification budget)",
     hooks=[Hook("signed_auth_xdp", "xdp")],
-    requires=["xdp", "bpf_loop", "xdp_load_bytes", "syscall_prog", "kptr"],
+    requires=["xdp", "bpf_loop", "xdp_load_bytes", "syscall_prog", "kptr", "dynptr_mem"],
     knobs={"global_rate": "verifications per second, all keys together (default 4000)",
            "global_burst": "verifications back to back, all keys together (default 200)",
            "max_skew_s": "replay floor allowance: a key's window (trust, load) refuses sequence "

@@ -226,7 +226,7 @@ SPEC = ZkpFilter(
     object="zkp_filter",
     summary="challenge-response (HMAC) access control for ports, at XDP",
     hooks=[Hook("zkp_filter", "xdp")],
-    requires=["xdp", "syscall_prog", "bpf_loop", "xdp_load_bytes"],
+    requires=["xdp", "syscall_prog", "bpf_loop", "xdp_load_bytes", "dynptr_mem"],
     knobs={"control_port": "UDP port of the hello/proof exchange (default 7227)",
            "slot_s": "challenge time slot in seconds; a challenge lives 1-2 slots (default 30)",
            "auth_ttl_s": "seconds a valid proof authorizes its source (default 300)"},
