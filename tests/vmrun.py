@@ -109,42 +109,6 @@ def pytest_collection_modifyitems(config, items):
             if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.host_only(reason=why))
                 break
-    if os.environ.get("CRYPTBPF_VM"):
-        _expect_refused_programs_to_fail(items)
-
-
-def refused_programs() -> dict[str, tuple[str, str]]:
-    """Programs whose features this kernel has but whose object its verifier
-    refuses: {program: (object, reason)}."""
-    from cryptbpf import kernel
-    from cryptbpf.doctor import program_report
-    from cryptbpf.programs import discover
-
-    if not kernel.privileged():
-        return {}
-    out = {}
-    for name, spec in discover().items():
-        rep = program_report(spec, True)
-        if rep.get("loads") is False:
-            out[name] = (spec.object, rep.get("reason", ""))
-    return out
-
-
-def _expect_refused_programs_to_fail(items):
-    """In a guest (another kernel), the tests of a program its verifier
-    refuses are expected failures, with the verifier's reason: the program
-    has a defect on that kernel (docs/kernel_compat.md lists it), and the
-    rest of the suite still gates. Once the program loads there, its tests
-    run as usual. On the host a refused program simply fails."""
-    refused = refused_programs()
-    for item in items:
-        for name, (obj, reason) in refused.items():
-            if obj in item.nodeid or f"[{name}]" in item.nodeid:
-                # run=False: nothing to learn from tests of an object that cannot load
-                item.add_marker(pytest.mark.xfail(
-                    reason=f"{name} is refused by this kernel's verifier: {reason}",
-                    run=False, strict=False))
-                break
 
 
 class ResultsRecorder:
