@@ -270,8 +270,10 @@ def test_routing_follows_the_estimates(fresh):
     set_daemon_alive(fresh)
     control.write_config(fresh, explore_every=0, refresh_ms=0)
     now = control.now_ns()
-    control.write_cost(kmap, idx, 50_000, samples=100, updated_ns=now)
-    control.write_cost(dmap, idx, 10_000, samples=100, updated_ns=now)
+    # estimates far apart: the kernel's own measurements fold in (1/8 each),
+    # and under software emulation one run can take ~200 us
+    control.write_cost(kmap, idx, 50_000_000, samples=100, updated_ns=now)
+    control.write_cost(dmap, idx, 10_000_000, samples=100, updated_ns=now)
     assert run(fresh, payload).retval == XDP_PASS               # daemon faster
     control.write_cost(kmap, idx, 5_000, samples=100, updated_ns=now)
     assert run(fresh, payload).retval == XDP_TX                 # kernel faster
@@ -279,7 +281,7 @@ def test_routing_follows_the_estimates(fresh):
     assert run(fresh, payload).retval == XDP_PASS               # exploring the daemon
     control.write_config(fresh, explore_every=0, refresh_ms=1)
     time.sleep(0.01)
-    control.write_cost(dmap, idx, 10_000, samples=100, updated_ns=control.now_ns() - 10**9)
+    control.write_cost(dmap, idx, 10_000_000, samples=100, updated_ns=control.now_ns() - 10**9)
     assert run(fresh, payload).retval == XDP_PASS               # stale daemon estimate
     assert control.read_costs(fresh, "kernel_cost")[idx]["explored_ns"] > now
     d = control.decisions(fresh)

@@ -25,9 +25,19 @@ class Client:
         self.timeout = timeout
         with inside(netns):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._grow_receive_buffer(4 << 20)
         self.sock.connect(self.addr)
         self._next_id = int.from_bytes(os.urandom(4), "little") & 0x7fffffff
+
+    def _grow_receive_buffer(self, size: int) -> None:
+        """Room for a burst of replies. SO_RCVBUF is capped by rmem_max
+        (~200 KiB), which holds only ~45 replies where XDP_TX'd frames
+        arrive as page-sized skbs (veth on Linux 6.1); root may go past
+        the cap with SO_RCVBUFFORCE."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), size)
+        except PermissionError:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
     def close(self) -> None:
         self.sock.close()
