@@ -109,6 +109,10 @@ int tunnel_aes_setup(struct aes_key_setup *args)
 
 	if (!s)
 		return 0;
+	if (!aes_cbc_available()) {
+		args->err = -EOPNOTSUPP;
+		return 0;
+	}
 	args->err = aes_ctx_install(&aes_keys, args, &s->params);
 	setup_status = args->err;
 	return 0;
@@ -197,7 +201,8 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c,
 		return TC_ACT_SHOT;
 	}
 
-	if (tunnel_get_partial(skb, &p)) {
+	switch (tunnel_get_partial(skb, &p)) {
+	case TUNNEL_CSUM_PARTIAL: {
 		__u32 off = tunnel_l4_csum_off(c->proto, c->len);
 
 		if (!off || p.start != TUNNEL_HDR_OFF || p.field != TUNNEL_HDR_OFF + off) {
@@ -206,6 +211,12 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c,
 		}
 		if (tunnel_finish_inner_csum(skb, s->csum, &p, TUNNEL_HDR_OFF + c->len))
 			goto err;
+		break;
+	}
+	case TUNNEL_CSUM_UNKNOWN:
+		if (tunnel_recompute_l4_csum(skb, s->csum, &ip, c->len))
+			goto err;
+		break;
 	}
 
 	aad->saddr = ip.saddr;
@@ -341,6 +352,8 @@ int tunnel_seal_cbc(struct __sk_buff *skb)
 	int v;
 
 	if (!s)
+		return TC_ACT_SHOT;
+	if (!aes_cbc_available())	/* the control plane refuses such peers */
 		return TC_ACT_SHOT;
 	/* padding depends on the payload length: peek at it first */
 	if (bpf_skb_load_bytes(skb, TUNNEL_L3_OFF + offsetof(struct iphdr, tot_len), &tot, 2))
@@ -517,6 +530,8 @@ int tunnel_open_cbc(struct __sk_buff *skb)
 	int v;
 
 	if (!s)
+		return TC_ACT_SHOT;
+	if (!aes_cbc_available())	/* the control plane refuses such peers */
 		return TC_ACT_SHOT;
 	v = open_begin(skb, &c, s, TUNNEL_SUITE_AES256_CBC_HMAC_SHA256);
 	if (v != TC_ACT_OK)

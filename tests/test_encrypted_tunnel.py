@@ -25,6 +25,12 @@ SUITES = [wire.CHACHA, wire.CBC]
 SUITE_IDS = ["chacha20-poly1305", "aes-256-cbc-hmac-sha256"]
 
 
+def require_suite(suite: int):
+    """Skip (with the reason) unless this kernel runs the program and `suite`."""
+    for f in SPEC.requires + control.SUITE_REQUIRES[suite]:
+        require_feature(f)
+
+
 @pytest.fixture(params=SUITES, ids=SUITE_IDS)
 def suite(request):
     return request.param
@@ -32,8 +38,7 @@ def suite(request):
 
 @pytest.fixture
 def tun(load_object, suite):
-    for f in SPEC.requires:
-        require_feature(f)
+    require_suite(suite)
     obj = load_object("encrypted_tunnel")
     secret = os.urandom(32)
     control.add_peer(obj, B, A, secret, suite)
@@ -234,8 +239,7 @@ def test_xdp_early_drops(tun):
 def test_cbc_bad_padding_counts_as_forgery(load_object):
     """A correctly MACed CBC packet whose padding is wrong (only a broken
     peer can make one) takes the forgery path: same counter, same drop."""
-    for f in SPEC.requires:
-        require_feature(f)
+    require_suite(wire.CBC)
     obj = load_object("encrypted_tunnel")
     secret = os.urandom(32)
     control.add_peer(obj, B, A, secret, wire.CBC)
@@ -255,8 +259,7 @@ def test_cbc_bad_padding_counts_as_forgery(load_object):
 
 
 def test_several_peers_each_with_its_suite_and_counters(load_object):
-    for f in SPEC.requires:
-        require_feature(f)
+    require_suite(wire.CBC)
     obj = load_object("encrypted_tunnel")
     peers = {"10.1.0.2": (os.urandom(32), wire.CHACHA), "10.1.0.3": (os.urandom(32), wire.CBC),
              "10.1.0.4": (os.urandom(32), wire.CHACHA)}
@@ -277,3 +280,40 @@ def test_several_peers_each_with_its_suite_and_counters(load_object):
     control.remove_peer(obj, "10.1.0.3")
     frame = ETH + bytes(IP(src=A, dst="10.1.0.3") / UDP() / b"now clear")
     assert obj.program("tunnel_egress").test_run(data=frame).data == frame   # no longer a peer
+
+
+def test_aes_suite_refused_where_the_kernel_lacks_it(load_object, monkeypatch):
+    """On a kernel without bpf_crypto (or packet dynptrs) the object still
+    loads, for chacha20-poly1305; an AES peer is refused with the reason
+    and nothing is configured. Off such a kernel, the check is made to see
+    one (kernel.has answers "no" for bpf_crypto)."""
+    from cryptbpf import kernel
+    from cryptbpf.errors import CryptbpfError
+    require_suite(wire.CHACHA)
+    if not kernel.missing(control.SUITE_REQUIRES[wire.CBC]):
+        real_has = kernel.has
+        monkeypatch.setattr(kernel, "has", lambda n: n != "bpf_crypto" and real_has(n))
+    obj = load_object("encrypted_tunnel")
+    with pytest.raises(CryptbpfError, match="needs .*Linux 6.*lacks; use chacha20-poly1305"):
+        control.add_peer(obj, B, A, os.urandom(32), wire.CBC)
+    assert control.list_peers(obj) == []
+
+
+def test_aes_programs_drop_everything_where_aes_is_missing(load_object):
+    """The AES programs load without bpf_crypto (their AES code skipped by
+    the verifier) and must then drop, never pass a packet in the clear,
+    even for a peer written into the map behind the control plane's back."""
+    from cryptbpf import kernel
+    missing = kernel.missing(control.SUITE_REQUIRES[wire.CBC])
+    if not missing:
+        pytest.skip(f"kernel {kernel.release()} has AES: the AES suite's own tests cover these programs")
+    require_suite(wire.CHACHA)
+    obj = load_object("encrypted_tunnel")
+    control.add_peer(obj, B, A, os.urandom(32), wire.CHACHA)
+    inner = bytes(IP(src=A, dst=B) / UDP(sport=1, dport=2) / b"secret")
+    for prog in ("tunnel_seal_cbc", "tunnel_open_cbc"):
+        assert obj.program(prog).test_run(data=ETH + inner).retval == TC_SHOT, prog
+    from cryptbpf.aes_cbc import install_aes_key
+    from cryptbpf.errors import CryptbpfError
+    with pytest.raises(CryptbpfError, match="errno 95"):          # EOPNOTSUPP
+        install_aes_key(obj, "tunnel_aes_setup", os.urandom(32), slot=0)

@@ -40,7 +40,7 @@ class Tunnel:
 
 
 def bring_up(pair, secret: bytes, suite: int):
-    for f in SPEC.requires:
+    for f in SPEC.requires + control.SUITE_REQUIRES[suite]:
         require_feature(f)
     # generic XDP: native XDP on a veth changes its peer's offloads
     lifecycle.load(SPEC, pair.dev_a, key=secret, netns=pair.ns_a, xdp_mode="skb",

@@ -23,6 +23,20 @@
 #define ENOMEM 12
 #define EBADMSG 74
 #endif
+#ifndef EOPNOTSUPP
+#define EOPNOTSUPP 95
+#endif
+
+/* 1 when this kernel has what the header needs (bpf_crypto skcipher
+ * kfuncs, 6.10; packet dynptrs, 6.4). The kfuncs are __weak: on an older
+ * kernel they resolve to 0, the verifier sees a constant and skips the
+ * AES code behind `if (!aes_cbc_available()) return ...;`, so an object
+ * with an AES path still loads there (its other paths work). */
+static __always_inline int aes_cbc_available(void)
+{
+	return bpf_ksym_exists(bpf_crypto_ctx_create) && bpf_ksym_exists(bpf_crypto_encrypt) &&
+	       bpf_ksym_exists(bpf_crypto_decrypt) && bpf_ksym_exists(bpf_dynptr_from_skb);
+}
 
 struct aes_ctx_slot {
 	struct bpf_crypto_ctx __kptr *ctx;

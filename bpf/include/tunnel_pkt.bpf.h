@@ -145,19 +145,23 @@ struct tunnel_partial {
 	__u32 field;	/* csum_start + csum_offset */
 };
 
-/* 1 if the skb carries a deferred checksum (fills p), else 0. */
+#define TUNNEL_CSUM_DONE    0	/* complete, or none to finish */
+#define TUNNEL_CSUM_PARTIAL 1	/* deferred: p is filled */
+#define TUNNEL_CSUM_UNKNOWN 2	/* this kernel cannot tell (< 6.2) */
+
+/* Whether the skb carries a deferred checksum: TUNNEL_CSUM_*. */
 static __always_inline int tunnel_get_partial(struct __sk_buff *skb, struct tunnel_partial *p)
 {
 	struct sk_buff *k;
 
 	if (!bpf_ksym_exists(bpf_cast_to_kern_ctx))
-		return 0;
+		return TUNNEL_CSUM_UNKNOWN;
 	k = bpf_cast_to_kern_ctx(skb);
 	if (BPF_CORE_READ_BITFIELD(k, ip_summed) != CHECKSUM_PARTIAL)
-		return 0;
+		return TUNNEL_CSUM_DONE;
 	p->start = k->csum_start - (__u32)(k->data - k->head);
 	p->field = p->start + k->csum_offset;
-	return 1;
+	return TUNNEL_CSUM_PARTIAL;
 }
 
 /* Offset of the L4 checksum field in an IP payload of `len` bytes, for
@@ -190,6 +194,35 @@ static __always_inline int tunnel_finish_inner_csum(struct __sk_buff *skb, __u8 
 		return -1;
 	v = tunnel_csum_final(sum);
 	return bpf_skb_store_bytes(skb, p->field, &v, sizeof(v), 0);
+}
+
+/* (1') Where the kernel cannot tell (no bpf_cast_to_kern_ctx, Linux < 6.2):
+ * recompute the L4 checksum of an unfragmented TCP or UDP packet from
+ * scratch, field zeroed and pseudo-header added. A complete checksum comes
+ * out the same, a deferred one finished; a UDP datagram sent without one
+ * gets one. Fragments are never deferred (IP finishes the checksum before
+ * fragmenting) and cannot be summed alone: left as they are. The sums use
+ * 16-bit words as they sit in memory, like tunnel_csum_skb. */
+static __always_inline int tunnel_recompute_l4_csum(struct __sk_buff *skb, __u8 *buf,
+						    const struct iphdr *ip, __u32 len)
+{
+	__u32 off = tunnel_l4_csum_off(ip->protocol, len);
+	const __u16 *addr = (const __u16 *)&ip->saddr;	/* saddr, daddr */
+	__u16 zero = 0, v;
+	__u64 sum;
+	int l4;
+
+	if (!off || (ip->frag_off & bpf_htons(0x3fff)))	/* MF or an offset */
+		return 0;
+	if (bpf_skb_store_bytes(skb, TUNNEL_HDR_OFF + off, &zero, sizeof(zero), 0))
+		return -1;
+	l4 = tunnel_csum_skb(skb, buf, TUNNEL_HDR_OFF, len);
+	if (l4 < 0)
+		return -1;
+	sum = (__u64)l4 + addr[0] + addr[1] + addr[2] + addr[3] +
+	      bpf_htons((__u16)ip->protocol) + bpf_htons((__u16)len);
+	v = tunnel_csum_final(tunnel_fold(sum));
+	return bpf_skb_store_bytes(skb, TUNNEL_HDR_OFF + off, &v, sizeof(v), 0);
 }
 
 /* (2) csum_fix for the sealed packet: region [start, end) with csum_fix

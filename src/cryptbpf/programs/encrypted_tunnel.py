@@ -43,6 +43,7 @@ class EncryptedTunnel(ProgramSpec):
         for p in peers:
             control.addr_key(p)
         suite = parse_suite((options.get("suite") or [DEFAULT_SUITE])[-1])
+        control.check_suite_supported(suite)     # before anything is loaded
         local = (options.get("local") or [None])[-1]
         self._pending = (key, peers, suite, local)
 
@@ -227,7 +228,7 @@ SPEC = EncryptedTunnel(
     summary="authenticated, replay-protected IPv4 encryption between hosts (TC + XDP)",
     hooks=[Hook("tunnel_xdp", "xdp"), Hook("tunnel_ingress", "tc-ingress"),
            Hook("tunnel_egress", "tc-egress")],
-    requires=["tc_bpf", "xdp", "syscall_prog", "bpf_loop", "kptr", "dynptr_skb", "bpf_crypto", "dynptr_mem"],
+    requires=["tc_bpf", "xdp", "syscall_prog", "bpf_loop", "kptr", "dynptr_mem"],   # + control.SUITE_REQUIRES
     key_sizes=(32,),
     header="encrypted_tunnel",
     stats_type="struct tunnel_stats",

@@ -19,6 +19,7 @@ import struct
 import time
 from dataclasses import dataclass
 
+from .. import kernel
 from ..aes_cbc import install_aes_key
 from ..errors import CryptbpfError
 from . import wire
@@ -28,6 +29,19 @@ MAX_PEERS = wire.C("TUNNEL_MAX_PEERS")
 STATS_ROWS = wire.C("TUNNEL_STATS_ROWS")
 NO_PEER_ROW = wire.C("TUNNEL_NO_PEER_ROW")
 AES_PER_PEER = wire.C("TUNNEL_AES_PER_PEER")
+
+# Kernel features a suite needs beyond the program's own `requires`: the
+# AES programs stay loadable without them (their code is skipped, see
+# aes_cbc_available() in aes_cbc.bpf.h), but cannot seal or open.
+SUITE_REQUIRES = {wire.CHACHA: [], wire.CBC: ["bpf_crypto", "dynptr_skb"]}
+
+
+def check_suite_supported(suite: int) -> None:
+    """CryptbpfError naming what this kernel lacks for `suite`, if anything."""
+    missing = kernel.missing(SUITE_REQUIRES.get(suite, []))
+    if missing:
+        raise CryptbpfError(f"suite {wire.SUITE_NAMES[suite]} needs {kernel.describe(missing)}, "
+                            f"which kernel {kernel.release()} lacks; use chacha20-poly1305")
 RX_KEY_SIZE = L.sizeof("struct tunnel_rx_key")
 
 
@@ -128,6 +142,7 @@ def add_peer(handle, addr: str, local: str, secret: bytes, suite: int) -> Peer:
     addr_key(addr), addr_key(local)
     if suite not in wire.SUITE_NAMES:
         raise CryptbpfError(f"unknown suite {suite}")
+    check_suite_supported(suite)
     if get_peer(handle, addr):
         raise CryptbpfError(f"{addr} is already a peer")
     used = {p.index for p in list_peers(handle)}
