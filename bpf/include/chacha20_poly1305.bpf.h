@@ -135,6 +135,17 @@ static long cc20p1305_mac_xdp_cb(__u64 idx, void *io)
 	return cc20p1305_mac_body(idx, io, CHACHA20_IO_XDP);
 }
 
+/* MAC the last n (1..63) bytes at src (64 readable bytes), zero-padded to
+ * 16 bytes: copied to cc.blk with masked words (see chacha20_xor_tail_words). */
+static __always_inline void cc20p1305_mac_tail(struct chacha20_poly1305_ctx *ctx,
+					       const __u8 *src, __u32 n)
+{
+#pragma unroll
+	for (__u32 k = 0; k < 8; k++)
+		((__u64 *)ctx->cc.blk)[k] = ((const __u64 *)src)[k] & chacha20_tail_mask(n, k);
+	poly1305_blocks_upto4(&ctx->mac, ctx->cc.blk, (n + 15) / 16);
+}
+
 /* Absorb c.len bytes from c.src / c.src_off, zero-padded to 16 bytes. */
 static __always_inline int cc20p1305_mac_region(struct chacha20_poly1305_io *io,
 						int kind)
@@ -169,12 +180,7 @@ static __always_inline int cc20p1305_mac_region(struct chacha20_poly1305_io *io,
 	barrier_var(pos);
 	if (pos > CRYPTBPF_MSG_MAX - 64)	/* verifier: tail stays inside the buffer */
 		return -7;
-	/* zero-padded copy with masked words (see chacha20_xor_tail_words) */
-#pragma unroll
-	for (__u32 k = 0; k < 8; k++)
-		((__u64 *)ctx->cc.blk)[k] = ((const __u64 *)(io->c.src + pos))[k] &
-					    chacha20_tail_mask(n, k);
-	poly1305_blocks_upto4(&ctx->mac, ctx->cc.blk, (n + 15) / 16);
+	cc20p1305_mac_tail(ctx, io->c.src + pos, n);
 	return 0;
 }
 
@@ -300,12 +306,7 @@ static __noinline int cc20p1305_mac_aad(struct chacha20_poly1305_ctx *ctx,
 	barrier_var(pos);
 	if (pos > CHACHA20_POLY1305_AAD_MAX - 64)	/* verifier: tail inside the AAD buffer */
 		return -7;
-	/* zero-padded copy with masked words (see chacha20_xor_tail_words) */
-#pragma unroll
-	for (__u32 k = 0; k < 8; k++)
-		((__u64 *)ctx->cc.blk)[k] = ((const __u64 *)(aad + pos))[k] &
-					    chacha20_tail_mask(n, k);
-	poly1305_blocks_upto4(&ctx->mac, ctx->cc.blk, (n + 15) / 16);
+	cc20p1305_mac_tail(ctx, aad + pos, n);
 	return 0;
 }
 
