@@ -154,6 +154,8 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
             ok = {True: "ok", False: "NO", None: "?"}[pr["runnable"]]
             extra = pr.get("reason") or f"loads ({sum(pr.get('verified_insns', {}).values())} insns verified)"
             typer.echo(f"  {ok:<3} {n:<18} {extra}")
+            for what, why in pr.get("unavailable", {}).items():
+                typer.echo(f"  {'':<3} {'':<18} not here: {what} ({why})")
     _emit(data, as_json, text)
 
 

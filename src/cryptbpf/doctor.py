@@ -72,6 +72,8 @@ def program_report(spec: ProgramSpec, privileged: bool) -> dict[str, Any]:
         return rep
     rep.update(trial_load(spec))
     rep["runnable"] = rep["loads"]
+    rep["unavailable"] = {what: "missing " + kernel.describe(m)
+                          for what, feats in spec.optional.items() if (m := kernel.missing(feats))}
     return rep
 
 

@@ -28,6 +28,9 @@ class ProgramSpec:
     summary: str
     hooks: list[Hook]
     requires: list[str] = field(default_factory=list)   # kernel.FEATURES names
+    # parts that need more than `requires`: {"what": [features]}; without
+    # them the program loads and runs, that part is refused (doctor says so)
+    optional: dict[str, list[str]] = field(default_factory=dict)
     knobs: dict[str, str] = field(default_factory=dict) # .rodata global -> help
     key_sizes: tuple[int, ...] = ()                     # () = takes no key
     header: str = ""                # shared header with the stats struct

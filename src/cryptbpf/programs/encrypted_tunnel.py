@@ -228,7 +228,9 @@ SPEC = EncryptedTunnel(
     summary="authenticated, replay-protected IPv4 encryption between hosts (TC + XDP)",
     hooks=[Hook("tunnel_xdp", "xdp"), Hook("tunnel_ingress", "tc-ingress"),
            Hook("tunnel_egress", "tc-egress")],
-    requires=["tc_bpf", "xdp", "syscall_prog", "bpf_loop", "kptr", "dynptr_mem"],   # + control.SUITE_REQUIRES
+    requires=["tc_bpf", "xdp", "syscall_prog", "bpf_loop", "kptr", "dynptr_mem"],
+    optional={f"the {wire.SUITE_NAMES[s]} suite": feats
+              for s, feats in control.SUITE_REQUIRES.items() if feats},
     key_sizes=(32,),
     header="encrypted_tunnel",
     stats_type="struct tunnel_stats",

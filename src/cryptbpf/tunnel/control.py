@@ -33,6 +33,7 @@ AES_PER_PEER = wire.C("TUNNEL_AES_PER_PEER")
 # Kernel features a suite needs beyond the program's own `requires`: the
 # AES programs stay loadable without them (their code is skipped, see
 # aes_cbc_available() in aes_cbc.bpf.h), but cannot seal or open.
+# ProgramSpec.optional (what doctor reports) is built from it.
 SUITE_REQUIRES = {wire.CHACHA: [], wire.CBC: ["bpf_crypto", "dynptr_skb"]}
 
 
