@@ -242,16 +242,20 @@ def test_epoch_rollover_mid_stream_decrypts_and_wipes_old_keys(features, keys):
 
 def test_ring_buffer_overflow_is_counted_and_shown_as_a_gap(features, keys):
     master = keys["master"]
+    # all on one CPU: a gap shows in the stream of the CPU that lost
+    # records, when that CPU's next record arrives
+    cpu = min(os.sched_getaffinity(0))
+    on_cpu = {"preexec_fn": lambda: os.sched_setaffinity(0, {cpu})}
     with loaded(master, epoch_ms=0, ring_kb=4) as h:   # room for ~6 records
         for _ in range(12):
-            subprocess.run(["/bin/true"])
+            subprocess.run(["/bin/true"], **on_cpu)
         stats = el.SPEC.stats(h)
         assert stats["lost_ringbuf"] >= 12 - 6
         first: list[bytes] = []
         with RingBuffer(h.map("elog_ring"), first.append) as rb:
             rb.consume()                              # make room
         assert 0 < len(first) <= 4096 // (auditlog.HDR_SIZE + auditlog.EXEC_SIZE + 16)
-        p = subprocess.Popen(["/bin/true", "after-overflow"])
+        p = subprocess.Popen(["/bin/true", "after-overflow"], **on_cpu)
         p.wait()
         later = read_ring(h, by_pid(master, p.pid))
         tracker, gaps = auditlog.StreamTracker(), []
