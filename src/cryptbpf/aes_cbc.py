@@ -7,6 +7,11 @@ from __future__ import annotations
 from .errors import CryptbpfError
 from .headers import Layout
 
+# kernel.FEATURES that aes_cbc_available() in aes_cbc.bpf.h tests for: the
+# bpf_crypto skcipher kfuncs and packet dynptrs. Without them an object's
+# AES code is skipped by the verifier and cannot run.
+AES_FEATURES = ["bpf_crypto", "dynptr_skb"]
+
 
 def install_aes_key(handle, program: str, key: bytes, slot: int = 0, ecb: bool = False) -> None:
     """Run the SYSCALL setup `program` of `handle` (a loaded BpfObject or

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import kernel
-from .aes_cbc import install_aes_key
+from .aes_cbc import AES_FEATURES as BPF_CRYPTO_FEATURES, install_aes_key
 from .errors import CryptbpfError
 from .headers import Layout
 from .object import BpfObject
@@ -42,7 +42,7 @@ class KatObject:
     # what they need (e.g. Linux 6.1), so the pure-BPF primitives still load.
     AES_PROGRAMS = ("kat_aes_setup", "kat_aes_cbc_encrypt", "kat_aes_cbc_decrypt",
                     "bench_aes_cbc_encrypt")
-    AES_FEATURES = ("syscall_prog", "kptr", "dynptr_skb", "bpf_crypto")
+    AES_FEATURES = ("syscall_prog", "kptr", *BPF_CRYPTO_FEATURES)
 
     def __init__(self):
         self.obj = BpfObject.open(str(bpf_object("crypto_kat")))

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from .. import kernel
-from ..aes_cbc import install_aes_key
+from ..aes_cbc import AES_FEATURES, install_aes_key
 from ..errors import CryptbpfError
 from . import wire
 
@@ -34,7 +34,7 @@ AES_PER_PEER = wire.C("TUNNEL_AES_PER_PEER")
 # AES programs stay loadable without them (their code is skipped, see
 # aes_cbc_available() in aes_cbc.bpf.h), but cannot seal or open.
 # ProgramSpec.optional (what doctor reports) is built from it.
-SUITE_REQUIRES = {wire.CHACHA: [], wire.CBC: ["bpf_crypto", "dynptr_skb"]}
+SUITE_REQUIRES = {wire.CHACHA: [], wire.CBC: AES_FEATURES}
 
 
 def check_suite_supported(suite: int) -> None:
