@@ -91,12 +91,12 @@ def load(ctx: typer.Context, program: str = typer.Argument(..., help="Program na
     key = read_key_file(key_file, spec.key_sizes) if key_file else None
     state = lifecycle.load(spec, device, _parse_knobs(set_), key, xdp_mode, netns,
                            _parse_options(ctx.args))
-    dkey = lifecycle.device_key(device, netns)
+    dkey = lifecycle.device_key(device, lifecycle.caller_netns(netns))
     hooks = ", ".join(a["kind"] + (" " + a["point"] if a["kind"] == "tc" else "")
                       + (" " + a["section"] if a["kind"] == "link" else "")
                       for a in state["devices"][dkey]["hooks"])
-    typer.echo(f"{spec.name}: attached to {dkey} ({hooks}); pinned under "
-               f"/sys/fs/bpf/cryptbpf/{spec.name}")
+    from .pins import pin_dir
+    typer.echo(f"{spec.name}: attached to {dkey} ({hooks}); pinned under {pin_dir(spec.name)}")
 
 
 @app.command(epilog=_examples("sudo cryptbpf unload aes-roundtrip eth0",
@@ -142,6 +142,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         typer.echo(f"libbpf      {r['libbpf']}")
         p = r["privileges"]
         typer.echo(f"privileges  {'sufficient' if p['sufficient'] else 'INSUFFICIENT (run as root)'}")
+        typer.echo(f"bpffs       {r['bpffs']['detail']}")
         typer.echo("features")
         for n, f in r["features"].items():
             since = f"Linux {f['since']}+" if f["since"] else "out of tree"

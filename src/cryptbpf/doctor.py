@@ -8,11 +8,11 @@ import platform
 import time
 from typing import Any
 
-from . import kernel
+from . import bpffs, kernel
 from ._ffi import libbpf_version
 from .errors import CryptbpfError, VerifierError
 from .object import BpfObject
-from .paths import bpf_object
+from .paths import PIN_ROOT, bpf_object
 from .programs.base import ProgramSpec
 
 
@@ -77,9 +77,28 @@ def program_report(spec: ProgramSpec, privileged: bool) -> dict[str, Any]:
     return rep
 
 
+def bpffs_report(caps: int) -> dict[str, Any]:
+    """Where pins go, and whether `load` can put them there."""
+    mount_point = PIN_ROOT.parent
+    found, detail = bpffs.locate(mount_point)
+    can_mount = bool(caps >> kernel.CAP_SYS_ADMIN & 1)
+    if found is None:
+        detail += ("; cryptbpf load mounts it" if can_mount
+                   else "; mounting it needs CAP_SYS_ADMIN: programs cannot be pinned")
+    return {"mount_point": str(mount_point), "mounted": found is not None,
+            "pins": str((found or mount_point) / PIN_ROOT.name), "can_mount": can_mount,
+            "detail": detail}
+
+
 def report(specs: dict[str, ProgramSpec]) -> dict[str, Any]:
     priv = kernel.privileged()
     caps = kernel.effective_caps()
+    fs = bpffs_report(caps)
+    programs = {name: program_report(s, priv) for name, s in specs.items()}
+    if not (fs["mounted"] or fs["can_mount"]):
+        for rep in programs.values():
+            if rep.get("runnable"):
+                rep.update(runnable=False, reason="loads, but cannot be pinned: " + fs["detail"])
     return {
         "kernel": {"release": kernel.release(), "machine": platform.machine(),
                    "btf": os.path.exists("/sys/kernel/btf/vmlinux")},
@@ -90,6 +109,7 @@ def report(specs: dict[str, ProgramSpec]) -> dict[str, Any]:
                            ("CAP_SYS_ADMIN", kernel.CAP_SYS_ADMIN), ("CAP_PERFMON", kernel.CAP_PERFMON))}},
         "features": {n: {"available": kernel.has(n), "since": f.since, "what": f.what}
                      for n, f in kernel.FEATURES.items()},
+        "bpffs": fs,
         "primitives": primitive_paths(),
-        "programs": {name: program_report(s, priv) for name, s in specs.items()},
+        "programs": programs,
     }

@@ -41,6 +41,21 @@ def device_key(device: str | None, netns: str | None) -> str:
     return f"{netns}/{device}" if netns else device
 
 
+def caller_netns(netns: str | None) -> str | None:
+    """`--netns NS`, or the namespace this process runs in when that is a
+    named one (`ip netns exec NS cryptbpf ...`): both record the same device
+    key, so either form can unload what the other loaded."""
+    return netns or netns_mod.current_name()
+
+
+def _ns(recorded: str | None) -> str | None:
+    """Where a recorded device lives: its namespace, or init's (a switch
+    only when this process runs elsewhere, under `ip netns exec`)."""
+    if recorded or netns_mod.current_name() is None:
+        return recorded
+    return netns_mod.INIT_NETNS
+
+
 def _check_device(spec: ProgramSpec, device: str | None, netns: str | None) -> None:
     if device_less(spec):
         if device is not None or netns:
@@ -63,6 +78,9 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
     this call did is undone."""
     require_privileges()
     check_runnable(spec)
+    pins.pin_root(mount=True)  # before any work: bpffs missing or out of reach
+    if device is not None:
+        netns = caller_netns(netns)
     _check_device(spec, device, netns)
     dkey = device_key(device, netns)
     state = pins.read_state(spec.name)
@@ -162,6 +180,8 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
     if not pins.is_loaded(name):
         raise CryptbpfError(f"{name} is not loaded")
     state = pins.read_state(name)
+    if device:
+        netns = caller_netns(netns)
     keys = [device_key(device, netns)] if device else list(state["devices"])
     for k in keys:
         if k not in state["devices"]:
@@ -175,7 +195,7 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
     # fixes its peer's GSO features until it is detached).
     for entry in entries:
         try:
-            with netns_mod.inside(entry["netns"]):
+            with netns_mod.inside(_ns(entry["netns"])):
                 _undo([attach.from_dict(a) for a in entry["hooks"]])
         except CryptbpfError:
             pass  # the namespace is gone, and with it every hook inside it
@@ -183,7 +203,7 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
         if not (spec and entry.get("device_settings")):
             continue
         try:
-            with netns_mod.inside(entry["netns"]):
+            with netns_mod.inside(_ns(entry["netns"])):
                 spec.restore_device(attach.ifindex(entry["device"]), entry["device"],
                                     entry["device_settings"])
         except CryptbpfError:

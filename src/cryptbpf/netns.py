@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 
 from pyroute2 import netns as _netns
@@ -13,18 +14,45 @@ from .errors import CryptbpfError
 
 @contextlib.contextmanager
 def inside(name: str | None):
-    """Switch this thread into netns `name` for the block (no-op for None).
+    """Switch this thread into netns `name` (or INIT_NETNS) for the block
+    (no-op for None).
     Sockets created inside stay in that namespace after the block."""
     if not name:
         yield
         return
-    if name not in _netns.listnetns():
+    if name != INIT_NETNS and name not in _netns.listnetns():
         raise CryptbpfError(f"network namespace {name!r} does not exist")
     _netns.pushns(name)
     try:
         yield
     finally:
         _netns.popns()
+
+
+NETNS_RUN_DIR = "/run/netns"
+# init's network namespace, for inside(): where a device recorded without a
+# namespace lives, whichever namespace the caller runs in
+INIT_NETNS = "/proc/1/ns/net"
+
+
+def current_name() -> str | None:
+    """The `ip netns` name of the network namespace this process is in
+    (`ip netns exec NS ...`), None when it is in none of them. Found by
+    comparing namespace inodes with /run/netns/*, which needs no access to
+    /proc/1 (some sandboxes hide it)."""
+    try:
+        here = os.stat("/proc/self/ns/net")
+        names = os.listdir(NETNS_RUN_DIR)
+    except OSError:
+        return None
+    for name in sorted(names):
+        try:
+            st = os.stat(os.path.join(NETNS_RUN_DIR, name))
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (here.st_dev, here.st_ino):
+            return name
+    return None
 
 
 def ip(*args: str, netns: str | None = None, check: bool = True) -> str:

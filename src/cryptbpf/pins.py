@@ -1,7 +1,10 @@
 """A loaded program as later CLI calls see it: pins under
 /sys/fs/bpf/cryptbpf/<program>/{progs,maps}/ plus a small state record of
 what was attached where (/run/cryptbpf/<program>.json; bpffs holds only BPF
-objects). Both are removed by unload."""
+objects). Both are removed by unload.
+
+The pin root is resolved through `bpffs`: mounted on first use when it is
+missing, and the same directory from `ip netns exec` as from the host."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from . import bpffs
 from ._ffi import check_int, lib
 from .errors import CryptbpfError
 from .maps import Map
@@ -19,8 +23,22 @@ from .paths import PIN_ROOT, STATE_ROOT
 from .program import Program
 
 
+def pin_root(mount: bool = False) -> Path | None:
+    """The directory holding every program's pins as seen from here; with
+    `mount`, bpffs is mounted if missing, else None stands for "not
+    mounted" (so nothing can be loaded)."""
+    if mount:
+        base = bpffs.ensure(PIN_ROOT.parent)
+    else:
+        base, _ = bpffs.locate(PIN_ROOT.parent)
+        if base is None:
+            return None
+    return base / PIN_ROOT.name
+
+
 def pin_dir(name: str) -> Path:
-    return PIN_ROOT / name
+    """Where `name`'s pins are (or would be: bpffs not mounted yet)."""
+    return (pin_root() or PIN_ROOT) / name
 
 
 def state_path(name: str) -> Path:
@@ -35,8 +53,9 @@ def loaded_names() -> list[str]:
     names = set()
     if STATE_ROOT.is_dir():
         names |= {p.stem for p in STATE_ROOT.glob("*.json")}
-    if PIN_ROOT.is_dir():
-        names |= {p.name for p in PIN_ROOT.iterdir() if p.is_dir()}
+    root = pin_root()
+    if root is not None and root.is_dir():
+        names |= {p.name for p in root.iterdir() if p.is_dir()}
     return sorted(names)
 
 
@@ -61,7 +80,7 @@ def pin_name(map_name: str) -> str:
 
 def pin_object(name: str, obj: BpfObject) -> None:
     """Pin every program and every map of a loaded object."""
-    d = pin_dir(name)
+    d = pin_root(mount=True) / name
     (d / "progs").mkdir(parents=True, exist_ok=True)
     (d / "maps").mkdir(parents=True, exist_ok=True)
     for pname, prog in obj.programs.items():
@@ -76,8 +95,9 @@ def remove_pins(name: str) -> None:
     d = pin_dir(name)
     if d.exists():
         shutil.rmtree(d)  # unlink() on bpffs drops the pin
-    if PIN_ROOT.exists() and not any(PIN_ROOT.iterdir()):
-        PIN_ROOT.rmdir()
+    root = d.parent
+    if root.exists() and not any(root.iterdir()):
+        root.rmdir()
 
 
 def remove_state(name: str) -> None:
