@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from cryptbpf import kernel
-from cryptbpf.netns import VethPair
-from cryptbpf.object import BpfObject
-from cryptbpf.paths import ROOT, bpf_object
+# Each run of the suite pins and records under roots of its own, so two runs
+# on one machine (or a run beside a user's loaded programs) never meet. Set
+# before cryptbpf is imported: cryptbpf.paths reads them once.
+RUN_TAG = f"test-{os.getpid()}"
+os.environ.setdefault("CRYPTBPF_PIN_ROOT", f"/sys/fs/bpf/cryptbpf-{RUN_TAG}")
+os.environ.setdefault("CRYPTBPF_STATE_ROOT", f"/run/cryptbpf-{RUN_TAG}")
+
+from cryptbpf import kernel, pins  # noqa: E402
+from cryptbpf.netns import VethPair  # noqa: E402
+from cryptbpf.object import BpfObject  # noqa: E402
+from cryptbpf.paths import ROOT, STATE_ROOT, bpf_object  # noqa: E402
 
 TEST_OBJ_DIR = ROOT / "build" / "tests"
 
@@ -101,7 +108,7 @@ def system_snapshot(netns: str | None = None, program: str = "") -> dict:
     def sh(*cmd):
         return subprocess.run(pre + list(cmd), capture_output=True, text=True).stdout
 
-    pin_root = Path("/sys/fs/bpf/cryptbpf") / program
+    pin_root = pins.pin_dir(program) if program else pins.pin_root() or Path("/nonexistent")
     links = sh("ip", "-d", "link", "show")
     devs = [l.split(":")[1].strip().split("@")[0] for l in links.splitlines() if l[:1].isdigit()]
     return {
@@ -111,6 +118,15 @@ def system_snapshot(netns: str | None = None, program: str = "") -> dict:
         "xdp": [l for l in links.splitlines() if "xdp" in l],
         "pins": sorted(str(p) for p in pin_root.rglob("*")) if pin_root.exists() else None,
     }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_loaded():
+    """Every test unloads what it loads: this run's pin and state roots are
+    gone at the end (unload removes them when they become empty)."""
+    yield
+    left = [str(p) for p in (pins.pin_root(), STATE_ROOT) if p is not None and p.exists()]
+    assert not left, f"the suite left loaded programs behind: {left}"
 
 
 @pytest.fixture(scope="session", autouse=True)

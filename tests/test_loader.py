@@ -162,7 +162,9 @@ def test_verifier_error_keeps_the_end_of_a_long_log(root):
 def test_pinned_map_reopens(load_object, tmp_path):
     obj = load_object(FIXTURE)
     obj.map("table").update(5, 55)
-    path = "/sys/fs/bpf/cryptbpf_test_pin_table"
+    # beside this run's pin root (bpffs mounted by the same code `load` uses)
+    from cryptbpf import pins
+    path = f"{pins.pin_root(mount=True)}-pin-table"
     from cryptbpf._ffi import lib
     assert lib.bpf_obj_pin(obj.map("table").fd, path.encode()) == 0
     try:
