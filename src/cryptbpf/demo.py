@@ -100,6 +100,9 @@ def run(echo) -> None:
             if ok != 5 or not same or clear or seen:
                 raise CryptbpfError("demo failed: lost packets, corrupt data or clear text on the wire")
         finally:
+            # only what a load made is undone (and said to be): a failed
+            # first load has already undone itself
             if pins.is_loaded(spec.name):
                 lifecycle.unload(spec.name)
-            echo(f"\nunloaded {spec.name}: TC filters, XDP, offloads, gso_max_segs, routes and pins restored")
+                echo(f"\nunloaded {spec.name}: TC filters, XDP, offloads, gso_max_segs, routes "
+                     "and pins restored")
