@@ -35,7 +35,7 @@ msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all bpf vmlinux setup test demo bench clean
+.PHONY: all bpf vmlinux root setup test demo bench clean
 .PHONY: vm-test compat
 
 all: bpf
@@ -59,8 +59,13 @@ vmlinux:
 	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h.tmp
 	$(Q)mv vmlinux.h.tmp vmlinux.h
 
+# test, demo, bench and the installs need root (BPF, namespaces, apt): say
+# so once, up front, whether or not the machine has sudo.
+root:
+	@[ "$$(id -u)" -eq 0 ] || { echo "make $(or $(MAKECMDGOALS),all): needs root (BPF programs, network namespaces, apt): run it as root, or with sudo" >&2; exit 1; }
+
 # Installs the toolchain (apt) and the package into .venv (pip); idempotent.
-setup:
+setup: root
 	$(Q)./scripts/setup
 
 test: setup bpf
