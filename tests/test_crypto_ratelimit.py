@@ -274,19 +274,32 @@ def test_difficulty_adapts_to_load_within_bounds(rl):
                         load_high=20, load_low=5)
     layout, state_map = cr._L, rl.map("pow_state")
 
+    def window_started(ago_ns: int):
+        # the program's window is [window_start_ns, +1 s) of the boot-time
+        # clock (track_load); the test, not the wall clock, says where it is
+        st = layout.unpack("struct pow_state", state_map.lookup(0))
+        st["window_start_ns"] = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - ago_ns
+        state_map.update(0, layout.pack("struct pow_state", **st))
+
+    def packet(i=0):
+        run(rl, data(src=f"10.9.1.{i % 200 + 1}"))
+
     def burst(n):
+        # every packet inside a window that has just started: however slow
+        # the machine (an emulated guest runs 60 test runs for seconds), no
+        # window closes during a burst -- only next_window() closes one
         for i in range(n):
-            run(rl, data(src=f"10.9.1.{i % 200 + 1}"))
+            window_started(0)
+            packet(i)
 
     def next_window(n_packets: int):
         # let 1.05 s pass for the program (its window started that long ago)
         # rather than sleeping: a loaded machine may oversleep past two windows
-        st = layout.unpack("struct pow_state", state_map.lookup(0))
-        st["window_start_ns"] = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - 1_050_000_000
-        state_map.update(0, layout.pack("struct pow_state", **st))
-        burst(n_packets)
+        window_started(1_050_000_000)
+        packet()
+        burst(n_packets - 1)
 
-    burst(1)                        # opens the first window
+    packet()                        # opens the first window (its start was 0)
     assert cr.state(rl)["difficulty"] == 4
     burst(60)
     next_window(1)                  # ~60 packets/s > 20: up
@@ -304,13 +317,13 @@ def test_difficulty_adapts_to_load_within_bounds(rl):
     s = stats(rl)
     assert (s["raised"], s["lowered"]) == (2, 1)
     cr.configure_limits(rl, rate=1, burst=1)
+    window_started(0)
     spend(rl, 1, "10.9.9.9")
+    window_started(0)
     assert challenge(rl, "10.9.9.9")["difficulty"] == 5   # new challenges ask for it
     # a long silence (more than two windows) counts as quiet
-    st = layout.unpack("struct pow_state", state_map.lookup(0))
-    st["window_start_ns"] -= 5 * 10**9
-    state_map.update(0, layout.pack("struct pow_state", **st))
-    burst(1)
+    window_started(5 * 10**9)
+    packet()
     assert cr.state(rl)["difficulty"] == 4 and cr.state(rl)["load_pps"] == 0
 
 
