@@ -4,7 +4,8 @@ of that), and report status. Shared by the CLI and the tests."""
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import sys
+from typing import Any, Callable
 
 from . import attach, kernel, pins
 from . import netns as netns_mod
@@ -70,18 +71,23 @@ def _check_device(spec: ProgramSpec, device: str | None, netns: str | None) -> N
 def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = None,
          key: bytes | None = None, xdp_mode: str = "auto",
          netns: str | None = None,
-         options: dict[str, list[str]] | None = None) -> dict[str, Any]:
+         options: dict[str, list[str]] | None = None,
+         warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Attach `spec`'s programs to `device` (in `netns`), or where their
     SEC() says when every hook is a "link" (device None), pin everything and
     record it. The first load creates the instance (knobs, key); later loads
     attach the same pinned instance to more devices. On failure, whatever
-    this call did is undone."""
+    this call did is undone. `xdp_mode` "auto" picks the mode that works for
+    the device and the program (attach.xdp_plan); a requested mode with a
+    known cost there is loaded with a one-line warning, given to `warn`
+    (default: stderr)."""
     require_privileges()
     check_runnable(spec)
     pins.pin_root(mount=True)  # before any work: bpffs missing or out of reach
     if device is not None:
         netns = caller_netns(netns)
     _check_device(spec, device, netns)
+    attach.check_xdp_mode(xdp_mode)
     dkey = device_key(device, netns)
     state = pins.read_state(spec.name)
     if dkey in state["devices"]:
@@ -95,6 +101,10 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
     if not fresh and (knobs or key):
         raise CryptbpfError(f"{spec.name} is already loaded (on {', '.join(state['devices'])}); "
                             "settings and key of that load apply: attach without --set/--key-file")
+    requested, warning = xdp_mode, None
+    if device is not None and any(h.point == "xdp" for h in spec.hooks):
+        with netns_mod.inside(netns):
+            xdp_mode, warning = attach.xdp_plan(device, requested, spec.xdp_tx)
     done: list = []
     prepared: dict[str, Any] | None = None
     try:
@@ -109,7 +119,8 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
                     idx = attach.ifindex(device)
                     prepared = spec.prepare_device(idx, device, options)
                     for hook in spec.hooks:
-                        done.append(_attach_hook(handle.program(hook.program), hook, idx, xdp_mode))
+                        done.append(_attach_hook(handle.program(hook.program), hook, idx,
+                                                 xdp_mode, device, requested))
         if fresh:
             state = {"program": spec.name, "object": str(bpf_object(spec.object)),
                      "loaded_at": pins.now(), "knobs": knobs or {}, "devices": {}}
@@ -117,6 +128,8 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
                                   "hooks": [a.to_dict() for a in done],
                                   "device_settings": prepared}
         pins.write_state(spec.name, state)
+        if warning:
+            (warn or _warn)(warning)
         return state
     except BaseException:
         with netns_mod.inside(netns):
@@ -149,11 +162,15 @@ def _instance(spec: ProgramSpec, fresh: bool, knobs, key, options):
         yield obj
 
 
-def _attach_hook(prog, hook, idx: int, xdp_mode: str):
+def _warn(message: str) -> None:
+    print(f"cryptbpf: warning: {message}", file=sys.stderr)
+
+
+def _attach_hook(prog, hook, idx: int, xdp_mode: str, device: str, requested: str):
     if hook.point.startswith("tc-"):
         return attach.tc_attach(prog.fd, idx, hook.point[3:])
     if hook.point == "xdp":
-        return attach.xdp_attach(prog.fd, prog.id, idx, xdp_mode)
+        return attach.xdp_attach(prog.fd, prog.id, idx, xdp_mode, device, requested)
     raise CryptbpfError(f"unknown hook point {hook.point}")
 
 

@@ -44,6 +44,9 @@ class ProgramSpec:
     # in setup()/prepare_device() as options["peer"] == ["10.0.0.2"]
     # (repeatable, strings; the spec validates them)
     options: dict[str, str] = field(default_factory=dict)
+    # the XDP program answers with XDP_TX (challenges, replies): `--xdp-mode
+    # auto` then avoids native mode where the driver loses those frames (veth)
+    xdp_tx: bool = False
 
     # ---- hooks the lifecycle calls; override as needed ----
     def configure(self, obj, knobs: dict[str, int]) -> None:

@@ -304,4 +304,5 @@ SPEC = CryptoOffload(
     options={"mode": "routing: auto (default), kernel or daemon",
              "seed_threshold": f"bytes below which the seed estimates prefer the kernel "
                                f"(default {control.SEED_THRESHOLD}); measurements replace them"},
+    xdp_tx=True,
 )

@@ -233,4 +233,5 @@ SPEC = CryptoRatelimit(
     commands={"pow": cli},
     options={"protect": "UDP port to rate-limit, repeatable",
              **{k: f"{v[3]} (default {v[0]})" for k, v in SETTINGS.items()}},
+    xdp_tx=True,
 )

@@ -197,4 +197,5 @@ SPEC = PkiValidator(
              "trust": "CA certificate file to trust (repeatable)",
              "lifetime": f"authorization lifetime in seconds (default {DEFAULT_LIFETIME}; "
                          "never past the chain's notAfter)"},
+    xdp_tx=True,
 )

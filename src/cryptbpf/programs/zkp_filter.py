@@ -234,4 +234,5 @@ SPEC = ZkpFilter(
     stats_type="struct zkp_filter_stats",
     commands={"zkp": cli},
     options={"protect": "port to guard (TCP and UDP), repeatable"},
+    xdp_tx=True,
 )
