@@ -75,12 +75,13 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
          warn: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Attach `spec`'s programs to `device` (in `netns`), or where their
     SEC() says when every hook is a "link" (device None), pin everything and
-    record it. The first load creates the instance (knobs, key); later loads
-    attach the same pinned instance to more devices. On failure, whatever
-    this call did is undone. `xdp_mode` "auto" picks the mode that works for
-    the device and the program (attach.xdp_plan); a requested mode with a
-    known cost there is loaded with a one-line warning, given to `warn`
-    (default: stderr)."""
+    record it. The first load creates the instance (knobs, key, options);
+    later loads attach the same pinned instance to more devices and refuse
+    those. Every value is checked before anything is loaded; on failure,
+    whatever this call did is undone. `xdp_mode` "auto" picks the mode that
+    works for the device and the program (attach.xdp_plan); a requested
+    mode with a known cost there is loaded with a one-line warning, given
+    to `warn` (default: stderr)."""
     require_privileges()
     check_runnable(spec)
     pins.pin_root(mount=True)  # before any work: bpffs missing or out of reach
@@ -88,19 +89,23 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
         netns = caller_netns(netns)
     _check_device(spec, device, netns)
     attach.check_xdp_mode(xdp_mode)
-    dkey = device_key(device, netns)
-    state = pins.read_state(spec.name)
-    if dkey in state["devices"]:
-        raise CryptbpfError(f"{spec.name} is already loaded on {dkey}")
-    fresh = not state["devices"]
+    spec.check_knobs(knobs or {})
     options = options or {}
     unknown = set(options) - set(spec.options)
     if unknown:
         raise CryptbpfError(f"{spec.name} has no option {', '.join('--' + u for u in sorted(unknown))}; "
                             f"options: {', '.join('--' + o for o in spec.options) or 'none'}")
+    spec.check_options(options)
+    dkey = device_key(device, netns)
+    state = pins.read_state(spec.name)
+    if dkey in state["devices"]:
+        raise CryptbpfError(f"{spec.name} is already loaded on {dkey}")
+    fresh = not state["devices"]
     if not fresh and (knobs or key):
         raise CryptbpfError(f"{spec.name} is already loaded (on {', '.join(state['devices'])}); "
                             "settings and key of that load apply: attach without --set/--key-file")
+    if not fresh and options:
+        raise CryptbpfError(_options_refused(spec, list(state["devices"]), options))
     requested, warning = xdp_mode, None
     if device is not None and any(h.point == "xdp" for h in spec.hooks):
         with netns_mod.inside(netns):
@@ -148,10 +153,6 @@ def _instance(spec: ProgramSpec, fresh: bool, knobs, key, options):
         with pins.Pinned(spec.name) as h:
             yield h
         return
-    unknown = set(knobs or {}) - set(spec.knobs)
-    if unknown:
-        raise CryptbpfError(f"{spec.name} has no setting {', '.join(sorted(unknown))}; "
-                            f"settings: {', '.join(spec.knobs) or 'none'}")
     if spec.key_sizes and key is None:
         raise CryptbpfError(f"{spec.name} needs a key (--key-file)")
     with BpfObject.open(str(bpf_object(spec.object))) as obj:
@@ -164,6 +165,18 @@ def _instance(spec: ProgramSpec, fresh: bool, knobs, key, options):
 
 def _warn(message: str) -> None:
     print(f"cryptbpf: warning: {message}", file=sys.stderr)
+
+
+def _options_refused(spec: ProgramSpec, devices: list[str], options: dict[str, list[str]]) -> str:
+    given = sorted(options)
+    how = sorted({f"`{spec.option_commands[o]}`" for o in given if o in spec.option_commands})
+    fixed = [o for o in given if o not in spec.option_commands]
+    change = (f"change them with {', '.join(how)}" if how else "") + \
+        ("; " if how and fixed else "") + \
+        (f"{', '.join('--' + o.replace('_', '-') for o in fixed)}: unload and load again" if fixed else "")
+    return (f"{spec.name} is already loaded (on {', '.join(devices)}) and the options of that "
+            f"load apply: attach without {'/'.join('--' + o.replace('_', '-') for o in given)}; "
+            f"{change}")
 
 
 def _attach_hook(prog, hook, idx: int, xdp_mode: str, device: str, requested: str):
@@ -234,6 +247,10 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
 
 
 def status(specs: dict[str, ProgramSpec]) -> list[dict[str, Any]]:
+    """Per loaded program: its devices (device key -> hook objects, see
+    _describe), object file, and what its spec's status() reports (numbers
+    as numbers, lists as lists: `cryptbpf status --json` prints this as it
+    is and builds its text view from it)."""
     out = []
     for name in pins.loaded_names():
         state = pins.read_state(name)
@@ -251,10 +268,16 @@ def status(specs: dict[str, ProgramSpec]) -> list[dict[str, Any]]:
     return out
 
 
-def _describe(a: dict) -> str:
-    if a["kind"] == "tc":
-        return f"tc {a['point']} (handle {a['handle']:#x}, prio {a['priority']})"
-    if a["kind"] == "link":
-        return f"link {a['section']} ({a['program']}, pinned at {a['pin']})"
-    return f"xdp ({a['mode']}, prog id {a['prog_id']})"
+# what status shows of a hook record, per kind (the rest is bookkeeping)
+_HOOK_FIELDS = {"tc": ("point", "handle", "priority"),
+                "xdp": ("mode", "requested", "prog_id"),
+                "link": ("section", "program", "pin")}
+
+
+def _describe(a: dict) -> dict[str, Any]:
+    """A hook as an object: {"kind": "tc", "point": "ingress", "handle": 1,
+    "priority": 1}, {"kind": "xdp", "mode": "drv", "requested": "auto",
+    "prog_id": 42} (the mode the kernel reports and the one asked for) or
+    {"kind": "link", "section": ..., "program": ..., "pin": ...}."""
+    return {"kind": a["kind"], **{k: a[k] for k in _HOOK_FIELDS.get(a["kind"], ()) if k in a}}
 

@@ -23,6 +23,7 @@ SPEC = AesRoundtrip(
     hooks=[Hook("aes_encrypt", "tc-egress"), Hook("aes_decrypt", "tc-ingress")],
     requires=["tc_bpf", "syscall_prog", "kptr", "dynptr_skb", "bpf_crypto", "dynptr_mem"],
     knobs={"udp_port": "UDP destination port whose payloads are transformed (default 4242)"},
+    knob_ranges={"udp_port": (1, 65535)},
     key_sizes=(16, 32),
     header="aes_roundtrip",
     stats_type="struct aes_roundtrip_stats",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..errors import CryptbpfError
 from ..headers import Layout
 
 
@@ -32,23 +33,47 @@ class ProgramSpec:
     # them the program loads and runs, that part is refused (doctor says so)
     optional: dict[str, list[str]] = field(default_factory=dict)
     knobs: dict[str, str] = field(default_factory=dict) # .rodata global -> help
+    # every knob's accepted values, lowest and highest: within its C type
+    # and its meaning (ports 1-65535); checked before anything is loaded
+    knob_ranges: dict[str, tuple[int, int]] = field(default_factory=dict)
     key_sizes: tuple[int, ...] = ()                     # () = takes no key
     header: str = ""                # shared header with the stats struct
     stats_map: str = "stats"
     stats_type: str = ""            # e.g. "struct aes_roundtrip_stats"
-    cli: Optional[Any] = None       # a typer.Typer: `cryptbpf <name> ...`
-    # further top-level command groups under names users expect, e.g.
+    cli: Optional[Any] = None       # a click.Group (programs._cli.group()): `cryptbpf <name> ...`
+    # further top-level click groups under names users expect, e.g.
     # {"tunnel": app} gives `cryptbpf tunnel ...`, {"sign": app} `cryptbpf sign ...`
     commands: dict[str, Any] = field(default_factory=dict)
     # extra `cryptbpf load` options, name -> help: `--peer 10.0.0.2` arrives
     # in setup()/prepare_device() as options["peer"] == ["10.0.0.2"]
     # (repeatable, strings; the spec validates them)
     options: dict[str, str] = field(default_factory=dict)
+    # for programs whose key `cryptbpf keys install` cannot replace (they
+    # change keys their own way): what to do instead, said when it is tried
+    rekey_hint: str = ""
+    # option -> the command that changes it on a loaded program (a second
+    # load refuses options and points there); none: unload and load again
+    option_commands: dict[str, str] = field(default_factory=dict)
     # the XDP program answers with XDP_TX (challenges, replies): `--xdp-mode
     # auto` then avoids native mode where the driver loses those frames (veth)
     xdp_tx: bool = False
 
     # ---- hooks the lifecycle calls; override as needed ----
+    def check_knobs(self, knobs: dict[str, int]) -> None:
+        """Before anything is loaded: names and ranges of --set knobs."""
+        unknown = set(knobs) - set(self.knobs)
+        if unknown:
+            raise CryptbpfError(f"{self.name} has no setting {', '.join(sorted(unknown))}; "
+                                f"settings: {', '.join(self.knobs) or 'none'}")
+        for k, v in knobs.items():
+            lo, hi = self.knob_ranges[k]
+            if not lo <= v <= hi:
+                raise CryptbpfError(f"--set {k}: {v} out of range {lo}-{hi}")
+
+    def check_options(self, options: dict[str, list[str]]) -> None:
+        """Before anything is loaded, first load or not: every value of the
+        program's options that can be checked without the kernel."""
+
     def configure(self, obj, knobs: dict[str, int]) -> None:
         """Before load: set .rodata knobs."""
         for k, v in knobs.items():

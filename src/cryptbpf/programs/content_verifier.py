@@ -209,6 +209,7 @@ SPEC = ContentVerifier(
     hooks=[Hook("content_verify", "xdp")],
     requires=["xdp", "bpf_loop", "xdp_load_bytes"],
     knobs={"udp_port": f"protected UDP port (default {cas.DEFAULT_PORT})"},
+    knob_ranges={"udp_port": (1, 65535)},
     header="content_verifier",
     stats_type="struct content_verifier_stats",
     commands={"cas": app},

@@ -27,7 +27,16 @@ from ._cli import examples as _ex, pinned
 NAME = "crypto-offload"
 
 
+SEED_THRESHOLD_RANGE = (0, 65535)   # bytes; requests are smaller than a datagram
+
+
 class CryptoOffload(ProgramSpec):
+    def check_options(self, options: dict[str, list[str]]) -> None:
+        _int_option(options, "seed_threshold", control.SEED_THRESHOLD)
+        for m in options.get("mode", []):
+            if m not in control.MODES:
+                raise CryptbpfError(f"--mode must be one of {', '.join(control.MODES)}, not {m!r}")
+
     def setup(self, handle, key: Optional[bytes], options: dict[str, list[str]]) -> None:
         threshold = _int_option(options, "seed_threshold", control.SEED_THRESHOLD)
         mode = options.get("mode", ["auto"])[-1]
@@ -49,9 +58,13 @@ def _int_option(options: dict[str, list[str]], name: str, default: int) -> int:
     if name not in options:
         return default
     try:
-        return int(options[name][-1], 0)
+        n = int(options[name][-1], 0)
     except ValueError:
         raise CryptbpfError(f"--{name.replace('_', '-')} takes an integer") from None
+    lo, hi = SEED_THRESHOLD_RANGE
+    if not lo <= n <= hi:
+        raise CryptbpfError(f"--{name.replace('_', '-')} {n} out of range {lo}-{hi}")
+    return n
 
 
 def _crossover_text(cross: Optional[int]) -> str:
@@ -299,10 +312,12 @@ SPEC = CryptoOffload(
     hooks=[Hook("offload_xdp", "xdp")],
     requires=["xdp", "syscall_prog", "bpf_loop", "xdp_load_bytes", "ringbuf", "dynptr_mem"],
     knobs={"udp_port": f"UDP port of the service (default {P.DEFAULT_PORT})"},
+    knob_ranges={"udp_port": (1, 65535)},
     header="crypto_offload",
     commands={"offload": app},
     options={"mode": "routing: auto (default), kernel or daemon",
              "seed_threshold": f"bytes below which the seed estimates prefer the kernel "
                                f"(default {control.SEED_THRESHOLD}); measurements replace them"},
+    option_commands={"mode": "cryptbpf offload config mode=M"},
     xdp_tx=True,
 )

@@ -126,10 +126,12 @@ def sources(handle, limit: int = 20) -> list[dict[str, Any]]:
 
 
 class CryptoRatelimit(ProgramSpec):
-    def configure(self, obj, knobs: dict[str, int]) -> None:
-        if "slot_s" in knobs and not 1 <= knobs["slot_s"] <= 86400:
-            raise CryptbpfError(f"--set slot_s: {knobs['slot_s']} out of range 1-86400")
-        super().configure(obj, knobs)
+    def check_options(self, options: dict[str, list[str]]) -> None:
+        for p in options.get("protect", []):
+            _port(p, "--protect")
+        for k in SETTINGS:
+            for v in options.get(k, []):
+                _int(k, v)
 
     def setup(self, handle, key: Optional[bytes], options: dict[str, list[str]]) -> None:
         install_server_key(handle, random_key(32))   # never leaves the kernel
@@ -228,10 +230,13 @@ SPEC = CryptoRatelimit(
     hooks=[Hook("crypto_ratelimit", "xdp")],
     requires=["xdp", "syscall_prog", "bpf_loop", "xdp_load_bytes", "dynptr_mem"],
     knobs={"slot_s": "challenge time slot in seconds; a challenge lives 1-2 slots (default 30)"},
+    knob_ranges={"slot_s": (1, 86400)},
     header="crypto_ratelimit",
     stats_type="struct crypto_ratelimit_stats",
     commands={"pow": cli},
     options={"protect": "UDP port to rate-limit, repeatable",
              **{k: f"{v[3]} (default {v[0]})" for k, v in SETTINGS.items()}},
+    option_commands={"protect": "cryptbpf pow protect PORT",
+                     **{k: f"cryptbpf pow config --{k.replace('_', '-')} N" for k in SETTINGS}},
     xdp_tx=True,
 )

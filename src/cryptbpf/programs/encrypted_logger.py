@@ -51,14 +51,18 @@ def online_cpus() -> list[int]:
 
 
 class EncryptedLogger(ProgramSpec):
+    def check_knobs(self, knobs: dict[str, int]) -> None:
+        super().check_knobs(knobs)
+        ring_kb = knobs.get("ring_kb", DEFAULT_RING_KB)
+        if ring_kb & (ring_kb - 1):
+            raise CryptbpfError(f"ring_kb={ring_kb}: the ring buffer size must be a power of two >= 4 (KiB)")
+
     def configure(self, obj, knobs: dict[str, int]) -> None:
         knobs = dict(knobs)
         ring_kb = knobs.pop("ring_kb", DEFAULT_RING_KB)
         if ring_kb < 4 or ring_kb & (ring_kb - 1):
             raise CryptbpfError(f"ring_kb={ring_kb}: the ring buffer size must be a power of two >= 4 (KiB)")
         obj.set_max_entries("elog_ring", ring_kb * 1024)
-        if knobs.get("epoch_ms", 0) < 0:
-            raise CryptbpfError("epoch_ms must be >= 0 (0: ratchet only on `cryptbpf logs rotate`)")
         super().configure(obj, knobs)
 
     def setup(self, handle, key: Optional[bytes], options: dict[str, list[str]]) -> None:
@@ -374,6 +378,9 @@ SPEC = EncryptedLogger(
     requires=["btf", "tracepoint", "ringbuf", "bpf_loop", "dynptr_mem"],
     knobs={"epoch_ms": "key epoch length in ms (default 60000; 0 = only `cryptbpf logs rotate`)",
            "ring_kb": f"ring buffer size in KiB, a power of two (default {DEFAULT_RING_KB})"},
+    # epoch_ms: the BPF side compares nanoseconds (epoch_ms * 10^6, a u64);
+    # ring_kb: the ring's max_entries (u32 bytes, a power of two)
+    knob_ranges={"epoch_ms": (0, (2**64 - 1) // 10**6), "ring_kb": (4, 2**21)},
     key_sizes=(KEY_SIZE,),
     header="encrypted_logger",
     stats_type="struct elog_stats",

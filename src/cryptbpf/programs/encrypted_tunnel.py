@@ -33,6 +33,12 @@ def parse_suite(name: str) -> int:
 class EncryptedTunnel(ProgramSpec):
     _pending: Optional[tuple[bytes, list[str], int, Optional[str]]] = None
 
+    def check_options(self, options):
+        for p in options.get("peer", []) + options.get("local", []):
+            control.addr_key(p)
+        for s in options.get("suite", []):
+            parse_suite(s)
+
     def setup(self, handle, key, options):
         """Validate the options; peers are installed in prepare_device,
         which runs inside the device's namespace where the route to each
@@ -238,4 +244,7 @@ SPEC = EncryptedTunnel(
     options={"peer": "peer IPv4 address (repeatable; required)",
              "suite": f"{' or '.join(wire.SUITES)} (default {DEFAULT_SUITE})",
              "local": "our address towards the peers (default: the route's source address)"},
+    option_commands={"peer": "cryptbpf tunnel add-peer ADDR --key-file F",
+                     "suite": "cryptbpf tunnel add-peer ADDR --key-file F --suite S",
+                     "local": "cryptbpf tunnel add-peer ADDR --key-file F --local ADDR"},
 )

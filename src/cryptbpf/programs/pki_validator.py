@@ -28,15 +28,32 @@ NAME = "pki-validator"
 DEFAULT_LIFETIME = 3600
 
 
+MAX_LIFETIME = 10 * 365 * 86400     # admin.set_lifetime's bound
+
+
+def _lifetime(options) -> int:
+    life = options.get("lifetime", [str(DEFAULT_LIFETIME)])[-1]
+    try:
+        n = int(life)
+    except ValueError:
+        raise CryptbpfError(f"--lifetime {life!r} is not a number of seconds") from None
+    if not 1 <= n <= MAX_LIFETIME:
+        raise CryptbpfError(f"--lifetime {n} out of range 1-{MAX_LIFETIME} (1 s .. 10 years)")
+    return n
+
+
 class PkiValidator(ProgramSpec):
+    def check_options(self, options) -> None:
+        for p in options.get("protect", []):
+            udp_port(p, "--protect")
+        _lifetime(options)
+        for f in options.get("trust", []):
+            der.load_certs(f)
+
     def setup(self, handle, key, options) -> None:
         admin.install_challenge_key(handle)
         admin.publish_clock(handle)
-        life = options.get("lifetime", [str(DEFAULT_LIFETIME)])[-1]
-        try:
-            admin.set_lifetime(handle, int(life))
-        except ValueError:
-            raise CryptbpfError(f"--lifetime {life!r} is not a number of seconds") from None
+        admin.set_lifetime(handle, _lifetime(options))
         ctrl = handle.get_global_int("ctrl_port") if hasattr(handle, "get_global_int") else None
         for p in options.get("protect", []):
             admin.protect(handle, p, ctrl)
@@ -190,6 +207,7 @@ SPEC = PkiValidator(
     hooks=[Hook("pki_xdp", "xdp")],
     requires=["xdp", "bpf_loop", "xdp_load_bytes", "syscall_prog", "btf", "kptr", "dynptr_mem"],
     knobs={"ctrl_port": "UDP port of the authentication exchange (default 7443)"},
+    knob_ranges={"ctrl_port": (1, 65535)},
     header="pki_validator",
     stats_type="struct pki_validator_stats",
     commands={"pki": cli},
@@ -197,5 +215,6 @@ SPEC = PkiValidator(
              "trust": "CA certificate file to trust (repeatable)",
              "lifetime": f"authorization lifetime in seconds (default {DEFAULT_LIFETIME}; "
                          "never past the chain's notAfter)"},
+    option_commands={"protect": "cryptbpf pki protect PORT", "trust": "cryptbpf pki trust CA.pem"},
     xdp_tx=True,
 )

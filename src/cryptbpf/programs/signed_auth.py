@@ -246,12 +246,22 @@ def _key_line(k: dict) -> str:
             f"rejected: {rejected or 'none'}")
 
 
+def _trust_option(spec: str) -> tuple[int, bytes]:
+    kid, sep, path = spec.partition("=")
+    if not sep:
+        raise CryptbpfError(f"--trust takes ID=PUBLIC_KEY.pem, got {spec!r}")
+    key_id = _int(kid, "--trust id")
+    if not 0 <= key_id < 2**32:
+        raise CryptbpfError(f"--trust id {key_id} out of range 0-{2**32 - 1}")
+    return key_id, _read_point(Path(path))
+
+
 class SignedAuth(ProgramSpec):
-    def configure(self, obj, knobs: dict[str, int]) -> None:
-        for k, v in knobs.items():
-            if not 1 <= v < 2**32:
-                raise CryptbpfError(f"{k} must be 1..{2**32 - 1}")
-        super().configure(obj, knobs)
+    def check_options(self, options: dict[str, list[str]]) -> None:
+        for p in options.get("port", []):
+            udp_port(_int(p, "--port"), "--port")
+        for spec in options.get("trust", []):
+            _trust_option(spec)
 
     def setup(self, handle, key, options: dict[str, list[str]]) -> None:
         ports = [_int(p, "--port") for p in options.get("port", [])]
@@ -259,10 +269,7 @@ class SignedAuth(ProgramSpec):
             raise CryptbpfError("signed-auth needs at least one --port to protect")
         set_ports(handle, add=ports)
         for spec in options.get("trust", []):
-            kid, sep, path = spec.partition("=")
-            if not sep:
-                raise CryptbpfError(f"--trust takes ID=PUBLIC_KEY.pem, got {spec!r}")
-            trust(handle, _int(kid, "--trust id"), _read_point(Path(path)))
+            trust(handle, *_trust_option(spec))
 
     def stats(self, handle) -> dict[str, int]:
         total = _sum_counters(handle.map("stats").lookup_percpu(0) or [])
@@ -394,10 +401,16 @@ SPEC = SignedAuth(
            "global_burst": "verifications back to back, all keys together (default 200)",
            "max_skew_s": "replay floor allowance: a key's window (trust, load) refuses sequence "
                          f"numbers below wall-clock ns minus this many seconds (default {DEFAULT_MAX_SKEW_S})"},
+    # global_rate: the BPF side divides a second by it (a rate above 10^9/s
+    # would be an interval of 0 ns)
+    knob_ranges={"global_rate": (1, NSEC), "global_burst": (1, 2**32 - 1),
+                 "max_skew_s": (1, 2**32 - 1)},
     header=HEADER,
     stats_type=COUNTERS,
     cli=cli,
     commands={"sign": sign_cli},
     options={"port": "UDP port that requires signatures (repeatable, at least one)",
              "trust": "ID=PUBLIC_KEY.pem: trust a key at load (repeatable)"},
+    option_commands={"port": "cryptbpf signed-auth protect PORT",
+                     "trust": "cryptbpf signed-auth trust PUB.pem --id ID"},
 )

@@ -115,12 +115,9 @@ def key_counters(handle) -> dict[int, dict[str, int]]:
 
 
 class ZkpFilter(ProgramSpec):
-    def configure(self, obj, knobs: dict[str, int]) -> None:
-        for k, lo, hi in (("control_port", 1, 65535), ("slot_s", 1, 86400),
-                          ("auth_ttl_s", 1, 2**32 - 1)):
-            if k in knobs and not lo <= knobs[k] <= hi:
-                raise CryptbpfError(f"--set {k}: {knobs[k]} out of range {lo}-{hi}")
-        super().configure(obj, knobs)
+    def check_options(self, options: dict[str, list[str]]) -> None:
+        for p in options.get("protect", []):
+            _port(p, "--protect")
 
     def setup(self, handle, key: Optional[bytes], options: dict[str, list[str]]) -> None:
         # The challenge key never leaves the kernel: fresh from the CSPRNG.
@@ -230,9 +227,11 @@ SPEC = ZkpFilter(
     knobs={"control_port": "UDP port of the hello/proof exchange (default 7227)",
            "slot_s": "challenge time slot in seconds; a challenge lives 1-2 slots (default 30)",
            "auth_ttl_s": "seconds a valid proof authorizes its source (default 300)"},
+    knob_ranges={"control_port": (1, 65535), "slot_s": (1, 86400), "auth_ttl_s": (1, 2**32 - 1)},
     header="zkp_filter",
     stats_type="struct zkp_filter_stats",
     commands={"zkp": cli},
     options={"protect": "port to guard (TCP and UDP), repeatable"},
+    option_commands={"protect": "cryptbpf zkp protect PORT"},
     xdp_tx=True,
 )
