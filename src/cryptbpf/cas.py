@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .addresses import bind_local, resolve
 from .errors import CryptbpfError
 from .headers import Layout
 
@@ -401,10 +402,7 @@ def send_file(data: bytes, host: str, port: int, mtu: Optional[int] = None,
               linger: float = 3.0) -> SendReport:
     """Send `data` to a `cas recv` at host:port; chunks sized to the path
     MTU unless `mtu` is given (it must not exceed the path MTU)."""
-    try:
-        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
-    except socket.gaierror as e:
-        raise CryptbpfError(f"{host}: {e.strerror}") from None
+    family, addr = resolve(host, port)
     with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.connect(addr)
         pmtu = path_mtu(s)
@@ -505,5 +503,9 @@ def receive_socket(port: int, bind: str = "0.0.0.0") -> socket.socket:
             break
         except PermissionError:
             continue
-    s.bind((bind, port))
+    try:
+        bind_local(s, bind, port, "--bind")
+    except BaseException:
+        s.close()
+        raise
     return s

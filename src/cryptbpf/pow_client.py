@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from hashlib import sha256
 
+from .addresses import bind_local, resolve_ipv4
 from .errors import CryptbpfError
 from .headers import Layout
 
@@ -103,6 +104,8 @@ class PowStats:
     difficulties: list = field(default_factory=list)
     hashes: int = 0
     requests: int = 0       # explicit REQUESTs sent
+    expected: int = 0       # request()s that waited for the service's reply
+    replies: int = 0        # ... and got one
 
 
 class PowClient:
@@ -110,14 +113,19 @@ class PowClient:
 
     def __init__(self, host: str, port: int, timeout: float = 1.0, source: str | None = None,
                  max_rounds: int = 3):
-        self.server = (socket.gethostbyname(host), port)
+        self.host = host
+        self.server = (resolve_ipv4(host), port)
         self.timeout = timeout
         self.max_rounds = max_rounds
         self.stats = PowStats()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        if source:
-            self.sock.bind((source, 0))
-        self.sock.connect(self.server)
+        try:
+            if source:
+                bind_local(self.sock, source, 0, "--source")
+            self.sock.connect(self.server)
+        except BaseException:
+            self.sock.close()
+            raise
 
     def __enter__(self):
         return self
@@ -131,6 +139,16 @@ class PowClient:
     @property
     def solve_times(self) -> list[float]:
         return self.stats.solve_times
+
+    def require_answer(self) -> None:
+        """CryptbpfError when replies were waited for and none came at all
+        (nothing listens there, or everything was dropped): a silent
+        service is a failure of `cryptbpf pow send`, not an empty result."""
+        if self.stats.expected and not self.stats.replies:
+            raise CryptbpfError(
+                f"no answer from {self.host}:{self.server[1]} within {self.timeout:g}s "
+                f"(to {self.stats.expected} datagram(s); is the service running there, "
+                "and its port reachable?)")
 
     def _recv(self, deadline: float) -> bytes | None:
         left = deadline - time.monotonic()
@@ -155,6 +173,7 @@ class PowClient:
         if unpack(data) is not None:
             raise CryptbpfError("payload looks like a pow message (starts with the magic)")
         self.sock.send(data)
+        self.stats.expected += expect_reply
         rounds, probed = 0, False
         wait = self.timeout if expect_reply else min(self.timeout, 0.2)
         deadline = time.monotonic() + wait
@@ -170,6 +189,7 @@ class PowClient:
                 continue
             m = unpack(got)
             if m is None:
+                self.stats.replies += 1
                 return got
             if m["type"] != _L.const("POW_CHALLENGE"):
                 continue           # a late ADMIT of an earlier round

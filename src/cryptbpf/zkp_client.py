@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from hashlib import sha256
 
+from .addresses import bind_local, resolve_ipv4
 from .errors import CryptbpfError
 from .headers import Layout
 
@@ -107,12 +108,12 @@ def connect(host: str, port: int, secret: bytes, key_id: int, timeout: float = 1
     is good for one challenge only, so resending it after a lost ACCEPT
     would be refused as a replay."""
     verifier = derive_verifier(secret)
-    server = socket.gethostbyname(host)
+    server = resolve_ipv4(host)
     challenged = False
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         if source:
-            s.bind((source, 0))
+            bind_local(s, source, 0, "--source")
         s.connect((server, port))
         client_addr = s.getsockname()[0]
         for _ in range(retries):
@@ -126,8 +127,8 @@ def connect(host: str, port: int, secret: bytes, key_id: int, timeout: float = 1
                 return ZkpAccepted(server, port, client_addr, key_id, acc["lifetime_s"],
                                    (time.monotonic() - t0) * 1000)
     if not challenged:
-        raise CryptbpfError(f"no challenge from the server (is zkp-filter loaded there "
-                            f"with control port {port}?)")
+        raise CryptbpfError(f"no answer from {host}:{port} within {timeout:g}s, {retries} hello(s) "
+                            f"sent (is zkp-filter loaded there with control port {port}?)")
     raise CryptbpfError("proof not accepted: wrong secret or key id, revoked key, "
                         "or the challenge expired")
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from ..addresses import resolve_ipv4
 from ..errors import CryptbpfError
 from ..netns import inside
 from . import protocol as P
@@ -23,10 +24,11 @@ class Client:
                  timeout: float = 1.0):
         self.addr = (server, port)
         self.timeout = timeout
+        addr = (resolve_ipv4(server, "server"), port)
         with inside(netns):
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._grow_receive_buffer(4 << 20)
-        self.sock.connect(self.addr)
+        self.sock.connect(addr)
         self._next_id = int.from_bytes(os.urandom(4), "little") & 0x7fffffff
 
     def _grow_receive_buffer(self, size: int) -> None:

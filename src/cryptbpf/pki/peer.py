@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from ..addresses import resolve_ipv4
 from ..errors import CryptbpfError
 from ..headers import Layout
 
@@ -74,9 +75,10 @@ class Peer:
         self.L = _L()
         self.port = port or self.L.const("PKI_CTRL_PORT")
         self.host = host
+        addr = resolve_ipv4(host)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.settimeout(timeout)
-        self.sock.connect((host, self.port))
+        self.sock.connect((addr, self.port))
         self.local_ip = self.sock.getsockname()[0]
         self.challenge: Challenge | None = None
         self.sent: list[bytes] = []     # every datagram sent (tests replay them)
@@ -100,12 +102,15 @@ class Peer:
 
     def _exchange(self, payload: bytes, what: str) -> dict:
         self.sent.append(payload)
-        self.sock.send(payload)
         try:
+            self.sock.send(payload)
             data = self.sock.recv(2048)
         except socket.timeout:
             raise Rejected(f"{what}: no answer from {self.host}:{self.port} (rejected; "
                            "the server's `cryptbpf pki status` counts the reason)") from None
+        except ConnectionRefusedError:
+            raise CryptbpfError(f"{what}: no answer from {self.host}:{self.port} (port unreachable: "
+                                "is pki-validator loaded there with this control port?)") from None
         if len(data) < self.L.const("PKI_MSG_LEN"):
             raise CryptbpfError(f"{what}: short reply ({len(data)} bytes)")
         m = self.L.unpack("struct pki_msg", data)

@@ -168,6 +168,7 @@ def send(host: str, port: int, message: str,
                 answered += 1
                 if count == 1:
                     typer.echo(f"reply: {r[:200]!r}")
+        c.require_answer()
         st = c.stats
     typer.echo(f"sent {count}, replies {answered}, challenges {st.challenges}, admitted {st.admitted}")
     for d, t in zip(st.difficulties, st.solve_times):

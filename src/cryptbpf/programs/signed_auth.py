@@ -375,6 +375,7 @@ def sign_send(host: str = typer.Argument(..., help="Receiver (IPv4 address or na
     """Sign DATA (or stdin) for this host's address and port and send it."""
     import socket
     import sys
+    from ..addresses import resolve_ipv4
     from ..signing import Signer
     port = udp_port(port)
     if source_port:
@@ -384,7 +385,7 @@ def sign_send(host: str = typer.Argument(..., help="Receiver (IPv4 address or na
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         if source_port:
             s.bind(("0.0.0.0", source_port))
-        s.connect((host, port))
+        s.connect((resolve_ipv4(host), port))
         n = signer.send(s, payload)
         src = s.getsockname()
     typer.echo(f"sent {len(payload)} bytes (+{n - len(payload)} trailer) from {src[0]}:{src[1]} "
