@@ -37,12 +37,37 @@ def read_key_file(path: str | os.PathLike, sizes: tuple[int, ...]) -> bytes:
     return data
 
 
+# What `keys new` may write: every key or secret a program or peer takes is
+# in this range (tunnel 32, encrypted-logger 32, aes-roundtrip 16 or 32,
+# zkp secrets 16..64, offload HMAC 16..64 and AEAD 32; held by a test).
+MIN_KEY_SIZE = 16
+MAX_KEY_SIZE = 64
+
+
 def write_key_file(path: str | os.PathLike, key: bytes) -> None:
-    """Create `path` with mode 0600 (refusing to overwrite) holding `key`."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
+    """Create `path` with mode 0600 (refusing to overwrite: FileExistsError)
+    holding `key`. A file that could not be written whole is removed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        raise CryptbpfError(f"cannot create key file {path}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+    except BaseException as e:
+        os.unlink(path)
+        if isinstance(e, OSError):
+            raise CryptbpfError(f"cannot write key file {path}: {e.strerror}; nothing left behind") from None
+        raise
 
 
 def random_key(size: int) -> bytes:
-    return os.urandom(size)  # getrandom(2): the kernel's CSPRNG
+    """`size` bytes from the kernel's CSPRNG (getrandom(2)); size must be
+    one a program or peer takes (MIN_KEY_SIZE..MAX_KEY_SIZE)."""
+    if not MIN_KEY_SIZE <= size <= MAX_KEY_SIZE:
+        raise CryptbpfError(f"key size {size} out of range: keys are {MIN_KEY_SIZE}..{MAX_KEY_SIZE} "
+                            "bytes (32 for the tunnel and the logger, 16 or 32 for aes-roundtrip, "
+                            "up to 64 for zkp secrets and offload HMAC keys)")
+    return os.urandom(size)

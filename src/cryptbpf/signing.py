@@ -206,15 +206,30 @@ def generate_keypair(private_path: str | os.PathLike, public_path: str | os.Path
                              serialization.NoEncryption())
     pub = key.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    if Path(private_path).absolute() == Path(public_path).absolute():
+        raise CryptbpfError(f"the private and the public key would both be {private_path}")
     for p in (private_path, public_path):
-        if Path(p).exists():
+        if Path(p).exists() or Path(p).is_symlink():
             raise CryptbpfError(f"{p} exists; refusing to overwrite a key")
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(priv)
-    fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pub)
+        parent = Path(p).absolute().parent
+        if not parent.is_dir():
+            raise CryptbpfError(f"cannot create {p}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise CryptbpfError(f"cannot create {p}: directory {parent} is not writable")
+    written = []
+    try:
+        for p, data, mode in ((private_path, priv, 0o600), (public_path, pub, 0o644)):
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            written.append(p)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+    except BaseException as e:
+        for p in written:       # never half a key pair
+            os.unlink(p)
+        if isinstance(e, OSError):
+            raise CryptbpfError(f"cannot write {e.filename or p}: {e.strerror}; "
+                                "no key file left behind") from None
+        raise
     return fingerprint(public_point(key.public_key()))
 
 
