@@ -255,7 +255,7 @@ def bench(out: Path = typer.Option(Path("build/bench"), help="Results prefix: wr
 def kat(files: List[Path] = typer.Argument(..., help="Wycheproof-format JSON vector files."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Run known-answer vectors through the in-kernel crypto; non-zero exit on any failure."""
-    from .kat import run_files
+    from .kat import require_vectors_ran, run_files
     lifecycle.require_privileges()
     for f in files:
         if not f.is_file():
@@ -276,6 +276,7 @@ def kat(files: List[Path] = typer.Argument(..., help="Wycheproof-format JSON vec
             for why in reasons:
                 typer.echo(f"  skipped: {why}")
     _emit([r.to_dict() for r in results], as_json, text)
+    require_vectors_ran(results)   # a file that checked nothing fails too, saying why
     if any(r.failed for r in results):
         raise typer.Exit(1)
 

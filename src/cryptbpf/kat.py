@@ -233,6 +233,7 @@ class FileResult:
     failed: list[int] = field(default_factory=list)
     acceptable: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    error: str | None = None    # why the file counts as failed although no tcId did
 
     def to_dict(self):
         return self.__dict__
@@ -333,9 +334,59 @@ def _ecdsa_p1363(kat: KatObject, group: dict, t: dict) -> bool:
 _ALG_BITS = {"HMACSHA256": 256, "HMACSHA512": 512, **_HASH_ALGS}
 
 
-def run_file(kat: KatObject, path: str | Path) -> FileResult:
-    data = json.loads(Path(path).read_text())
-    res = FileResult(str(path), data.get("algorithm", "?"))
+def load_file(path: str | Path) -> dict:
+    """A vector file's JSON, checked to have the Wycheproof shape (an
+    object; testGroups a list of objects whose tests are objects with a
+    tcId). CryptbpfError naming the file and what is wrong with it."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise CryptbpfError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CryptbpfError(f"{p}: not a vector file: not UTF-8 text (byte 0x{raw[e.start]:02x} "
+                            f"at offset {e.start}); expected Wycheproof-format JSON") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CryptbpfError(f"{p}: not a vector file: not JSON ({e.msg} at line {e.lineno} "
+                            f"column {e.colno}); expected Wycheproof-format JSON") from None
+    if not isinstance(data, dict):
+        raise CryptbpfError(f"{p}: not a vector file: the JSON is a {type(data).__name__}, "
+                            "not an object with algorithm and testGroups")
+    if not isinstance(data.get("algorithm", ""), str):
+        raise CryptbpfError(f"{p}: algorithm must be a string")
+    groups = data.get("testGroups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise CryptbpfError(f"{p}: testGroups must be a list of objects")
+    for i, g in enumerate(groups):
+        if not isinstance(g.get("type", ""), str):
+            raise CryptbpfError(f"{p}: testGroups[{i}].type must be a string")
+        tests = g.get("tests", [])
+        if not isinstance(tests, list) or not all(isinstance(t, dict) and "tcId" in t for t in tests):
+            raise CryptbpfError(f"{p}: testGroups[{i}].tests must be a list of objects with a tcId")
+    return data
+
+
+def _why_nothing_ran(data: dict, res: FileResult) -> str:
+    groups = data.get("testGroups", [])
+    if not groups:
+        return "no vector ran: the file has no testGroups"
+    if not res.skipped:
+        return "no vector ran: its testGroups hold no tests"
+    reasons = sorted({s["why"] for s in res.skipped})
+    return f"no vector ran: all {len(res.skipped)} skipped ({'; '.join(reasons[:3])}" + \
+        ("; ..." if len(reasons) > 3 else "") + ")"
+
+
+def run_file(kat: KatObject, path: str | Path, data: dict | None = None) -> FileResult:
+    """Run one file's vectors. A file from which no vector ran is a
+    failure too (`error` says why): a known-answer run that checked
+    nothing must not pass."""
+    data = load_file(path) if data is None else data
+    res = FileResult(str(path), str(data.get("algorithm", "?")))
     for group in data.get("testGroups", []):
         fn = _RUNNERS.get((group.get("type"), data.get("algorithm")))
         group["_alg"] = _ALG_BITS.get(data.get("algorithm", ""))
@@ -348,6 +399,9 @@ def run_file(kat: KatObject, path: str | Path) -> FileResult:
             except Unsupported as e:
                 res.skipped.append({"tcId": t["tcId"], "why": str(e)})
                 continue
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                raise CryptbpfError(f"{path}: tcId {t['tcId']}: malformed vector "
+                                    f"({type(e).__name__}: {e})") from None
             res.run += 1
             expect = t.get("result", "valid")
             if expect == "acceptable":
@@ -357,9 +411,22 @@ def run_file(kat: KatObject, path: str | Path) -> FileResult:
                 res.passed += 1
             else:
                 res.failed.append(t["tcId"])
+    if res.run == 0:
+        res.error = _why_nothing_ran(data, res)
     return res
 
 
 def run_files(paths: list[Path]) -> list[FileResult]:
+    """Every file is read and checked before the BPF object is loaded, so
+    a bad file is reported at once, by name."""
+    loaded = [(p, load_file(p)) for p in paths]
     with KatObject() as kat:
-        return [run_file(kat, p) for p in paths]
+        return [run_file(kat, p, data) for p, data in loaded]
+
+
+def require_vectors_ran(results: list[FileResult]) -> None:
+    """CryptbpfError naming each file from which no vector ran, and why
+    (`cryptbpf kat` exits 1 on it, as on a failed vector)."""
+    bad = [f"{r.path}: {r.error}" for r in results if r.error]
+    if bad:
+        raise CryptbpfError("; ".join(bad))
