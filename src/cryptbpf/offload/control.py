@@ -30,6 +30,22 @@ DEFAULT_CONFIG = {
 }
 SEED_THRESHOLD = 1024   # bytes: below it the seeds prefer the kernel
 
+_U32, _U64_MS = 2**32 - 1, (2**64 - 1) // 1_000_000
+# Each integer setting's bounds, from struct offload_config and how
+# crypto_offload.bpf.c uses it: (lowest, highest, what the bound is).
+CONFIG_LIMITS = {
+    "explore_every": (0, _U32, "a __u32; 0: never explore"),
+    "sample_every": (0, _U32, "a __u32; 0: no samples"),
+    "ewma_shift": (0, 15, "the program shifts by ewma_shift & 15"),
+    # the daemon beats every 100 ms (daemon.HEARTBEAT_S): a shorter timeout
+    # than two beats would declare a live daemon down between them
+    "heartbeat_timeout_ms": (200, _U64_MS, "at least two daemon heartbeats (100 ms apart); "
+                                           "a __u64 of ns"),
+    "refresh_ms": (0, _U64_MS, "a __u64 of ns; 0: off"),
+    "kernel_max_len": (0, P.KERNEL_MAX, "OFFLOAD_KERNEL_MAX: one unfragmented 1500-byte "
+                                        "frame, IPv4 without options"),
+}
+
 # Seed model, from the measured costs in KERNEL_NOTES.md / `make bench`
 # (pure BPF: SHA-256 ~2.9 ns/B, HMAC two more blocks, ChaCha20-Poly1305
 # ~3.2 ns/B): only the starting point, replaced by the first measurement.
@@ -98,6 +114,14 @@ def read_config(handle) -> dict[str, Any]:
             "kernel_max_len": c["kernel_max_len"]}
 
 
+def _parse_int(text: str) -> int:
+    """Decimal (leading zeros allowed) or 0x/0o/0b-prefixed."""
+    try:
+        return int(text)
+    except ValueError:
+        return int(text, 0)
+
+
 def write_config(handle, **changes: Any) -> dict[str, Any]:
     """Change some settings (names as in DEFAULT_CONFIG); returns the new ones."""
     unknown = set(changes) - set(DEFAULT_CONFIG)
@@ -110,18 +134,17 @@ def write_config(handle, **changes: Any) -> dict[str, Any]:
     cur.update(changes)
     if cur["mode"] not in MODES:
         raise CryptbpfError(f"mode must be one of {', '.join(MODES)}, not {cur['mode']!r}")
-    for k in DEFAULT_CONFIG:
-        if k != "mode":
-            try:
-                cur[k] = int(cur[k])
-            except (TypeError, ValueError):
-                raise CryptbpfError(f"{k} must be an integer, not {cur[k]!r}") from None
-            if cur[k] < 0:
-                raise CryptbpfError(f"{k} must not be negative")
-    if not 0 <= cur["ewma_shift"] <= 15:
-        raise CryptbpfError("ewma_shift must be 0..15")
-    if cur["heartbeat_timeout_ms"] == 0:
-        raise CryptbpfError("heartbeat_timeout_ms must be positive")
+    for k, (lo, hi, why) in CONFIG_LIMITS.items():
+        v = cur[k]
+        try:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError
+            v = _parse_int(v) if isinstance(v, str) else int(v)
+        except (TypeError, ValueError):
+            raise CryptbpfError(f"{k} must be an integer, not {cur[k]!r}") from None
+        if not lo <= v <= hi:
+            raise CryptbpfError(f"{k}={v} out of range {lo}..{hi} ({why})")
+        cur[k] = v
     handle.map("offload_config").update(0, L.pack(
         "struct offload_config", mode=MODES[cur["mode"]], explore_every=cur["explore_every"],
         sample_every=cur["sample_every"], ewma_shift=cur["ewma_shift"],
