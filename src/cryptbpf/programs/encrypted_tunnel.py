@@ -66,7 +66,7 @@ class EncryptedTunnel(ProgramSpec):
                 key, peers, suite, local = pending
                 with pins.Pinned(self.name) as h:
                     for peer in peers:
-                        rec = devmod.add_peer_route(peer, device, wire.OVERHEAD[suite])
+                        rec = devmod.add_peer_route(peer, device, wire.OVERHEAD[suite], local)
                         saved["routes"].append(rec)
                         control.add_peer(h, peer, local or rec["local"], key, suite)
         except BaseException:
@@ -154,12 +154,13 @@ def stats_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readab
 def add_peer(addr: str, secret: bytes, suite: int, local: Optional[str] = None) -> dict:
     """Add a peer to the loaded tunnel on whichever of its devices routes
     to `addr` (route with the tunnel MTU, keys, then the peer entry)."""
+    control.check_peer_address(addr)     # once, not per device tried
     state = pins.read_state(NAME)
     errors = []
     for dkey, entry in _devices():
         try:
             with inside(entry["netns"]):
-                rec = devmod.add_peer_route(addr, entry["device"], wire.OVERHEAD[suite])
+                rec = devmod.add_peer_route(addr, entry["device"], wire.OVERHEAD[suite], local)
                 try:
                     with pins.Pinned(NAME) as h:
                         control.add_peer(h, addr, local or rec["local"], secret, suite)

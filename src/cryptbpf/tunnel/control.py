@@ -14,6 +14,7 @@ next, once that slot has been idle for the grace period.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 import time
@@ -47,11 +48,41 @@ RX_KEY_SIZE = L.sizeof("struct tunnel_rx_key")
 
 
 def addr_key(addr: str) -> bytes:
-    """Map key of a peer: the IPv4 address as on the wire."""
+    """Map key of a peer: the IPv4 address as on the wire. Only the
+    dotted quad: inet_aton's short forms ("10.1" = 10.0.0.1) are read
+    otherwise by `ip` ("10.1" = 10.1.0.0)."""
     try:
-        return socket.inet_aton(addr)
-    except OSError:
+        return ipaddress.IPv4Address(addr).packed
+    except ValueError:
         raise CryptbpfError(f"{addr!r} is not an IPv4 address") from None
+
+
+def check_peer_address(addr: str) -> str:
+    """`addr` if it can be a tunnel peer -- one remote host's unicast IPv4
+    address -- else a CryptbpfError saying what is wrong with it."""
+    if "/" in addr:
+        raise CryptbpfError(f"peer {addr!r} is a prefix; give one host's IPv4 address "
+                            "(the tunnel protects host-to-host traffic)")
+    try:
+        a = ipaddress.IPv4Address(addr)
+    except ValueError:
+        try:
+            ipaddress.IPv6Address(addr.split("%")[0])
+            six = True
+        except ValueError:
+            six = False
+        if six:
+            raise CryptbpfError(f"peer {addr} is an IPv6 address; the tunnel is IPv4 only") from None
+        raise CryptbpfError(f"peer {addr!r} is not an IPv4 address (four decimal numbers "
+                            "0-255 such as 10.0.0.2; names are not resolved)") from None
+    for bad, what in ((a.is_unspecified, "the unspecified address, no host"),
+                      (a.is_loopback, "a loopback address: traffic to it never leaves this host"),
+                      (a.is_multicast, "a multicast address; a peer is one host"),
+                      (a == ipaddress.IPv4Address("255.255.255.255"), "the broadcast address"),
+                      (a.is_reserved, "in the reserved range 240.0.0.0/4")):
+        if bad:
+            raise CryptbpfError(f"peer {addr} is {what}")
+    return str(a)
 
 
 def _be32(addr: str) -> int:

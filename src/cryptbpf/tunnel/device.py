@@ -89,13 +89,26 @@ def set_gso_max_segs(dev: str, segs: int) -> int:
     return old
 
 
-def add_peer_route(peer: str, dev: str, overhead: int) -> dict:
+def add_peer_route(peer: str, dev: str, overhead: int, local: str | None = None) -> dict:
     """Route PEER/32 through `dev` with the tunnel's MTU; returns a record
     for remove_peer_route (the previous /32 route, if any, and the local
-    address the kernel uses towards the peer)."""
-    got = json.loads(_run("ip", "-j", "route", "get", peer))[0]
+    address the kernel uses towards the peer). The peer address is checked
+    before `ip` sees it, and `local` (the user's --local), if given, must
+    be an address of this host (of the namespace this runs in)."""
+    from ..addresses import check_local
+    from .control import check_peer_address
+    check_peer_address(peer)
+    try:
+        got = json.loads(_run("ip", "-j", "route", "get", peer))[0]
+    except CryptbpfError as e:
+        raise CryptbpfError(f"no route to peer {peer} ({e})") from None
+    if got.get("type") == "local":
+        raise CryptbpfError(f"peer {peer} is an address of this host (here it is reached "
+                            f"through {got.get('dev')}, not {dev})")
     if got.get("dev") != dev:
         raise CryptbpfError(f"{peer} is reached through {got.get('dev')}, not {dev}")
+    if local is not None:
+        check_local(local, "--local")
     previous = _run("ip", "route", "show", "exact", f"{peer}/32").strip() or None
     mtu = link(dev)["mtu"] - overhead
     cmd = ["ip", "route", "replace", f"{peer}/32"]
