@@ -619,7 +619,7 @@ def test_cli_send_recv_allowlist(veth_pair, tmp_path):
         res = run_cli("status", "--json", check=True)
         entry = next(e for e in json.loads(res.stdout) if e["program"] == SPEC.name)
         assert entry["stats"]["not_allowed"] >= 2 and entry["stats"]["mismatch"] == 0
-        assert entry["allowlist"] == "5 id(s), enforced"
+        assert entry["allowlist"] == {"ids": 5, "enforced": True}
     finally:
         run_cli("unload", SPEC.name)
     err = run_cli("cas", "allowlist")

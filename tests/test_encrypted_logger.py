@@ -103,7 +103,9 @@ def test_load_without_device_pins_a_link_and_unload_leaves_nothing(features, key
         assert link_pin.exists()
         st = run_cli("status", "--json", check=True)
         entry = next(e for e in json.loads(st.stdout) if e["program"] == NAME)
-        assert entry["devices"]["kernel"][0].startswith("link tp_btf/sched_process_exec")
+        (hook,) = entry["devices"]["kernel"]
+        assert hook == {"kind": "link", "section": "tp_btf/sched_process_exec",
+                        "program": "elog_exec", "pin": str(link_pin)}
         assert entry["epoch"] == 0 and entry["ring_bytes"] == 512 * 1024
         assert _our_link_ids(), "bpftool sees no link for elog_exec"
         again = run_cli("load", NAME, "--key-file", str(keys["file"]))

@@ -567,7 +567,7 @@ def test_between_namespaces_socket_gets_exact_data_and_attacks_never_arrive(peer
     assert nonzero(entry["stats"]) == {"verified": 7, "verifications": 10, "replayed": 1,
                                        "bad_signature": 3, "revoked": 1, "no_trailer": 1,
                                        "short_payload": 1, "fragmented": 1}
-    assert entry["ports"] == str(PORT) and entry[f"key {ALICE}"].startswith("active")
+    assert entry["ports"] == [PORT] and {k["id"]: k["state"] for k in entry["keys"]}[ALICE] == "active"
     lifecycle.unload(SPEC.name)
     assert system_snapshot(pair.ns_b, SPEC.name) == before
 
@@ -623,12 +623,20 @@ def test_cli_generate_trust_send_status_revoke(peers, tmp_path):
         assert r.returncode == 0, r.stderr
     send("hello from the cli")
     assert peers.recv() == b"hello from the cli"
+    import json
+    import re
     status = run_cli("status", check=True).stdout
-    assert "key 7: active" in status and "verified 1 " in status and "ports: 4242" in status
+    entry = next(e for e in json.loads(run_cli("status", "--json", check=True).stdout)
+                 if e["program"] == SPEC.name)
+    (key7,) = [k for k in entry["keys"] if k["id"] == 7]
+    assert entry["ports"] == [PORT] and key7["state"] == "active" and key7["counters"]["verified"] == 1
+    # the text view of the same data: key 7 active, verified 1, port 4242
+    assert re.search(r"^ {4}- id: +7\n {6}state: +active\n", status, re.M), status
+    assert re.search(r"^ {6}counters:\n {8}verified: +1\n", status, re.M), status
+    assert re.search(r"^  ports: +4242$", status, re.M), status
     assert priv.read_text().splitlines()[1] not in status               # no key material
     run_cli("signed-auth", "revoke", "--id", "7", check=True)
     send("after revocation")
-    import json
     keys = json.loads(run_cli("signed-auth", "keys", "--json", check=True).stdout)
     assert [(k["id"], k["state"], k["counters"]["revoked"]) for k in keys] == [(7, "revoked", 1)]
     run_cli("unload", SPEC.name, check=True)

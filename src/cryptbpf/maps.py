@@ -22,6 +22,25 @@ _PERCPU_TYPES = {
 }
 MAP_TYPE_RINGBUF = 27
 
+# enum bpf_map_type, by value (include/uapi/linux/bpf.h)
+MAP_TYPE_NAMES = (
+    "unspec", "hash", "array", "prog_array", "perf_event_array", "percpu_hash",
+    "percpu_array", "stack_trace", "cgroup_array", "lru_hash", "lru_percpu_hash",
+    "lpm_trie", "array_of_maps", "hash_of_maps", "devmap", "sockmap", "cpumap",
+    "xskmap", "sockhash", "cgroup_storage", "reuseport_sockarray",
+    "percpu_cgroup_storage", "queue", "stack", "sk_storage", "devmap_hash",
+    "struct_ops", "ringbuf", "inode_storage", "task_storage", "bloom_filter",
+    "user_ringbuf", "cgrp_storage", "arena",
+)
+
+
+def map_type_name(map_type: int) -> str:
+    """bpftool's name for a map type ("hash", "percpu_array", ...); the
+    number for types newer than this table."""
+    if 0 <= map_type < len(MAP_TYPE_NAMES):
+        return MAP_TYPE_NAMES[map_type]
+    return f"type {map_type}"
+
 
 def _pack(v: Value, size: int, what: str) -> bytes:
     if isinstance(v, int):

@@ -13,16 +13,16 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
-import typer
+import click
 
 from ..errors import CryptbpfError
 from ..ports import udp_port
 from ..offload import control
 from ..offload import protocol as P
 from .base import Hook, ProgramSpec
-from ._cli import examples as _ex, pinned
+from ._cli import PATH, argument, examples as _ex, group, json_option, netns_option, pinned
 
 NAME = "crypto-offload"
 
@@ -50,7 +50,9 @@ class CryptoOffload(ProgramSpec):
         return {"stats": self.stats(handle),
                 "config": control.read_config(handle),
                 "daemon": control.daemon_state(handle),
-                "crossover": {op: _crossover_text(c["crossover"]) for op, c in cross.items()},
+                # per op: the smallest size from which the daemon is faster
+                # (0: at every size; None: the kernel wherever both were measured)
+                "crossover": {op: c["crossover"] for op, c in cross.items()},
                 "keys": len(control.list_keys(handle))}
 
 
@@ -75,18 +77,21 @@ def _crossover_text(cross: Optional[int]) -> str:
 
 # ---------------------------------------------------------------- CLI
 
-app = typer.Typer(no_args_is_help=True, help="The crypto-offload service: daemon, peer, keys, routing.")
-keys_app = typer.Typer(no_args_is_help=True, help="Provision keys (never shown).")
-app.add_typer(keys_app, name="keys")
+app = group(help="The crypto-offload service: daemon, peer, keys, routing.")
+keys_app = group(help="Provision keys (never shown).")
+app.add_command(keys_app, "keys")
 
 
-@app.command(epilog=_ex("sudo cryptbpf offload serve",
-                        "sudo cryptbpf offload serve --netns blue --address 10.0.0.2"))
-def serve(address: str = typer.Option("0.0.0.0", help="Address to listen on."),
-          port: int = typer.Option(P.DEFAULT_PORT, help="Service port (the program's udp_port)."),
-          netns: Optional[str] = typer.Option(None, help="Network namespace to listen in."),
-          delay_us: int = typer.Option(0, help="Add this much latency to every answer (testing routing)."),
-          quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines.")):
+@app.command("serve", epilog=_ex("sudo cryptbpf offload serve",
+                                 "sudo cryptbpf offload serve --netns blue --address 10.0.0.2"))
+@click.option("--address", default="0.0.0.0", metavar="ADDR", help="Address to listen on.")
+@click.option("--port", type=int, default=P.DEFAULT_PORT, metavar="PORT",
+              help="Service port (the program's udp_port).")
+@netns_option("Network namespace to listen in.")
+@click.option("--delay-us", type=int, default=0, metavar="N",
+              help="Add this many microseconds of latency to every answer (testing routing).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def serve(address: str, port: int, netns: Optional[str], delay_us: int, quiet: bool):
     """Answer the requests XDP passes up; publish latency and a heartbeat."""
     from ..offload.daemon import Daemon
     stopping = []
@@ -94,14 +99,14 @@ def serve(address: str = typer.Option("0.0.0.0", help="Address to listen on."),
     port = udp_port(port, "--port")
     with pinned(NAME) as h, Daemon(h, address, port, netns, delay_us) as d:
         if not quiet:
-            typer.echo(f"{NAME} daemon: listening on {address}:{port}"
+            click.echo(f"{NAME} daemon: listening on {address}:{port}"
                        f"{' in ' + netns if netns else ''}", err=True)
         try:
             d.serve(stop=lambda: bool(stopping))
         except KeyboardInterrupt:
             pass
         if not quiet:
-            typer.echo(f"{NAME} daemon: stopped after {d.served} answers", err=True)
+            click.echo(f"{NAME} daemon: stopped after {d.served} answers", err=True)
 
 
 def _read_data(data: Optional[str], hex_: Optional[str], file: Optional[Path]) -> bytes:
@@ -118,21 +123,24 @@ def _read_data(data: Optional[str], hex_: Optional[str], file: Optional[Path]) -
     return (data or "").encode()
 
 
-@app.command(epilog=_ex("cryptbpf offload request sha256 10.0.0.2 --data 'hello'",
-                        "cryptbpf offload request hmac 10.0.0.2 --key-id 1 --file msg.bin",
-                        "cryptbpf offload request seal 10.0.0.2 --key-id 2 --aad hdr --data secret --json"))
-def request(op: str = typer.Argument(..., help="sha256, hmac or seal."),
-            server: str = typer.Argument(..., help="Server address."),
-            data: Optional[str] = typer.Option(None, help="Data as text."),
-            hex_: Optional[str] = typer.Option(None, "--hex", help="Data as hex."),
-            file: Optional[Path] = typer.Option(None, help="Data from a file."),
-            key_id: int = typer.Option(0, help="Key id (hmac, seal)."),
-            nonce: Optional[str] = typer.Option(None, help="Seal nonce, 12 bytes hex (default: random)."),
-            aad: str = typer.Option("", help="Seal additional data (text)."),
-            port: int = typer.Option(P.DEFAULT_PORT, help="Service port."),
-            netns: Optional[str] = typer.Option(None, help="Network namespace to send from."),
-            timeout: float = typer.Option(1.0, help="Seconds to wait for the reply."),
-            as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+@app.command("request", epilog=_ex("cryptbpf offload request sha256 10.0.0.2 --data 'hello'",
+                                   "cryptbpf offload request hmac 10.0.0.2 --key-id 1 --file msg.bin",
+                                   "cryptbpf offload request seal 10.0.0.2 --key-id 2 --aad hdr --data secret --json"))
+@argument("op", metavar="OP", help="sha256, hmac or seal.")
+@argument("server", metavar="SERVER", help="Server address.")
+@click.option("--data", metavar="DATA", help="Data as text.")
+@click.option("--hex", "hex_", metavar="HEX", help="Data as hex.")
+@click.option("--file", type=PATH, metavar="FILE", help="Data from a file.")
+@click.option("--key-id", type=int, default=0, metavar="N", help="Key id (hmac, seal).")
+@click.option("--nonce", metavar="HEX", help="Seal nonce, 12 bytes hex (default: random).")
+@click.option("--aad", default="", show_default=False, metavar="DATA", help="Seal additional data (text).")
+@click.option("--port", type=int, default=P.DEFAULT_PORT, metavar="PORT", help="Service port.")
+@netns_option("Network namespace to send from.")
+@click.option("--timeout", type=float, default=1.0, metavar="SECONDS", help="Seconds to wait for the reply.")
+@json_option()
+def request(op: str, server: str, data: Optional[str], hex_: Optional[str], file: Optional[Path],
+            key_id: int, nonce: Optional[str], aad: str, port: int, netns: Optional[str],
+            timeout: float, as_json: bool):
     """Send one request; print the result, who answered and the round trip."""
     import os
     from ..offload.client import Client
@@ -154,27 +162,30 @@ def request(op: str = typer.Argument(..., help="sha256, hmac or seal."),
     if op == "seal":
         out["nonce"] = n.hex()
     if as_json:
-        typer.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(out, indent=2))
     else:
-        typer.echo(f"{rep.result.hex() if rep.ok else rep.status_name}")
-        typer.echo(f"  served by {rep.path} in {out['round_trip_us']} us"
+        click.echo(f"{rep.result.hex() if rep.ok else rep.status_name}")
+        click.echo(f"  served by {rep.path} in {out['round_trip_us']} us"
                    + (f", nonce {n.hex()}" if op == "seal" else ""), err=True)
     if not rep.ok:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 @app.command("load-gen", epilog=_ex("cryptbpf offload load-gen 10.0.0.2 --op sha256 --size 64 --size 1024",
                                     "cryptbpf offload load-gen 10.0.0.2 --op seal --key-id 2 --count 20000 --json"))
-def load_gen_cmd(server: str = typer.Argument(..., help="Server address."),
-                 op: str = typer.Option("sha256", help="sha256, hmac or seal."),
-                 size: List[int] = typer.Option([64, 512, 1400], help="Data size (repeatable)."),
-                 count: int = typer.Option(2000, help="Requests per size."),
-                 window: int = typer.Option(8, help="Requests outstanding at once."),
-                 key_id: int = typer.Option(0, help="Key id (hmac, seal)."),
-                 aad_len: int = typer.Option(0, help="Seal: bytes of additional data."),
-                 port: int = typer.Option(P.DEFAULT_PORT, help="Service port."),
-                 netns: Optional[str] = typer.Option(None, help="Network namespace to send from."),
-                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+@argument("server", metavar="SERVER", help="Server address.")
+@click.option("--op", default="sha256", metavar="OP", help="sha256, hmac or seal.")
+@click.option("--size", type=int, multiple=True, default=(64, 512, 1400), metavar="N",
+              help="Data size in bytes (repeatable).")
+@click.option("--count", type=int, default=2000, metavar="N", help="Requests per size.")
+@click.option("--window", type=int, default=8, metavar="N", help="Requests outstanding at once.")
+@click.option("--key-id", type=int, default=0, metavar="N", help="Key id (hmac, seal).")
+@click.option("--aad-len", type=int, default=0, metavar="N", help="Seal: bytes of additional data.")
+@click.option("--port", type=int, default=P.DEFAULT_PORT, metavar="PORT", help="Service port.")
+@netns_option("Network namespace to send from.")
+@json_option()
+def load_gen_cmd(server: str, op: str, size: tuple[int, ...], count: int, window: int, key_id: int,
+                 aad_len: int, port: int, netns: Optional[str], as_json: bool):
     """Closed-loop load; latency percentiles per serving path and size."""
     from ..offload.client import Client, load_gen
     if op not in P.OPS:
@@ -183,48 +194,50 @@ def load_gen_cmd(server: str = typer.Argument(..., help="Server address."),
         if not 0 <= s <= P.MAX_DATA:
             raise CryptbpfError(f"--size {s}: must be 0..{P.MAX_DATA}")
     with Client(server, udp_port(port, "--port"), netns) as c:
-        res = load_gen(c, op, size, count, key_id=key_id, aad_len=aad_len, window=max(1, window))
+        res = load_gen(c, op, list(size), count, key_id=key_id, aad_len=aad_len, window=max(1, window))
     if as_json:
-        typer.echo(json.dumps(res, indent=2))
+        click.echo(json.dumps(res, indent=2))
         return
-    typer.echo(f"{'op':<7}{'size':>6}{'req/s':>9}{'err':>5}{'lost':>6}  path     count   p50 us   p90 us   p99 us")
+    click.echo(f"{'op':<7}{'size':>6}{'req/s':>9}{'err':>5}{'lost':>6}  path     count   p50 us   p90 us   p99 us")
     for r in res:
         first = f"{r['op']:<7}{r['size']:>6}{r['per_second']:>9}{r['errors']:>5}{r['lost']:>6}"
         for i, (path, s) in enumerate(r["paths"].items() or [("-", {"count": 0})]):
             lead = first if i == 0 else " " * len(first)
-            typer.echo(f"{lead}  {path:<7}{s['count']:>6}" + "".join(
+            click.echo(f"{lead}  {path:<7}{s['count']:>6}" + "".join(
                 f"{s.get(k, ''):>9}" for k in ("p50_us", "p90_us", "p99_us")))
 
 
-@app.command(epilog=_ex("sudo cryptbpf offload status", "sudo cryptbpf offload status --json"))
-def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+@app.command("status", epilog=_ex("sudo cryptbpf offload status", "sudo cryptbpf offload status --json"))
+@json_option()
+def status(as_json: bool):
     """Routing: estimates per op and size, the crossover, decisions, daemon."""
     with pinned(NAME) as h:
         data = {"config": control.read_config(h), "daemon": control.daemon_state(h),
                 "decisions": control.decisions(h), "ops": control.crossover(h)}
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2))
         return
     d = data["daemon"]
-    typer.echo(f"daemon: {'alive' if d['alive'] else 'DOWN'}"
+    click.echo(f"daemon: {'alive' if d['alive'] else 'DOWN'}"
                + (f" (pid {d['pid']}, heartbeat {d['heartbeat_age_ms']} ms ago)" if d["pid"] else ""))
-    typer.echo("config: " + ", ".join(f"{k}={v}" for k, v in data["config"].items()))
+    click.echo("config: " + ", ".join(f"{k}={v}" for k, v in data["config"].items()))
     for op, o in data["ops"].items():
-        typer.echo(f"\n{op}: {_crossover_text(o['crossover'])}")
-        typer.echo(f"  {'size':<10}{'kernel ns':>11}{'n':>8}{'daemon ns':>11}{'n':>8}  prefer")
+        click.echo(f"\n{op}: {_crossover_text(o['crossover'])}")
+        click.echo(f"  {'size':<10}{'kernel ns':>11}{'n':>8}{'daemon ns':>11}{'n':>8}  prefer")
         for b in o["buckets"]:
             seed = "" if b["kernel_samples"] and b["daemon_samples"] else " (seed)"
-            typer.echo(f"  {b['sizes']:<10}{b['kernel_ns']:>11}{b['kernel_samples']:>8}"
+            click.echo(f"  {b['sizes']:<10}{b['kernel_ns']:>11}{b['kernel_samples']:>8}"
                        f"{b['daemon_ns']:>11}{b['daemon_samples']:>8}  {b['prefer']}{seed}")
-    typer.echo("\ndecisions (path/reason):")
+    click.echo("\ndecisions (path/reason):")
     for k, v in data["decisions"].items():
-        typer.echo(f"  {k:<24}{v}")
+        click.echo(f"  {k:<24}{v}")
 
 
-@app.command(epilog=_ex("sudo cryptbpf offload config",
-                        "sudo cryptbpf offload config mode=kernel",
-                        "sudo cryptbpf offload config explore_every=16 refresh_ms=500"))
-def config(settings: List[str] = typer.Argument(None, help="NAME=VALUE settings to change.")):
+@app.command("config", epilog=_ex("sudo cryptbpf offload config",
+                                  "sudo cryptbpf offload config mode=kernel",
+                                  "sudo cryptbpf offload config explore_every=16 refresh_ms=500"))
+@argument("settings", nargs=-1, metavar="[NAME=VALUE]...", help="Settings to change.")
+def config(settings: tuple[str, ...]):
     """Show or change routing settings (mode auto|kernel|daemon, explore_every,
     sample_every, ewma_shift, heartbeat_timeout_ms, refresh_ms, kernel_max_len)."""
     changes = {}
@@ -236,14 +249,15 @@ def config(settings: List[str] = typer.Argument(None, help="NAME=VALUE settings 
     with pinned(NAME) as h:
         cur = control.write_config(h, **changes) if changes else control.read_config(h)
     for k, v in cur.items():
-        typer.echo(f"{k:<22}{v}")
+        click.echo(f"{k:<22}{v}")
 
 
-@app.command(epilog=_ex("sudo cryptbpf offload samples --count 20",
-                        "sudo cryptbpf offload samples --seconds 10 --json > decisions.jsonl"))
-def samples(count: int = typer.Option(0, help="Stop after this many (0: no limit)."),
-            seconds: float = typer.Option(0, help="Stop after this long (0: no limit)."),
-            as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")):
+@app.command("samples", epilog=_ex("sudo cryptbpf offload samples --count 20",
+                                   "sudo cryptbpf offload samples --seconds 10 --json > decisions.jsonl"))
+@click.option("--count", type=int, default=0, metavar="N", help="Stop after this many (0: no limit).")
+@click.option("--seconds", type=float, default=0, metavar="SECONDS", help="Stop after this long (0: no limit).")
+@json_option("One JSON object per line.")
+def samples(count: int, seconds: float, as_json: bool):
     """Print the sampled routing decisions from the ring buffer as they come."""
     from ..ringbuf import RingBuffer
     seen = []
@@ -254,9 +268,9 @@ def samples(count: int = typer.Option(0, help="Stop after this many (0: no limit
         s = control.decode_sample(raw)
         seen.append(1)
         if as_json:
-            typer.echo(json.dumps(s))
+            click.echo(json.dumps(s))
         else:
-            typer.echo(f"{s['ts_ns']} id {s['req_id']:>10} {s['op']:<6} {s['size']:>5} B -> "
+            click.echo(f"{s['ts_ns']} id {s['req_id']:>10} {s['op']:<6} {s['size']:>5} B -> "
                        f"{s['path']:<6} ({s['reason']}) kernel est {s['kernel_est_ns']} ns, "
                        f"daemon est {s['daemon_est_ns']} ns"
                        + (f", cost {s['cost_ns']} ns" if s["cost_ns"] else ""))
@@ -273,25 +287,28 @@ def samples(count: int = typer.Option(0, help="Stop after this many (0: no limit
 
 @keys_app.command("add", epilog=_ex("cryptbpf keys new mac.key && sudo cryptbpf offload keys add 1 hmac mac.key",
                                     "sudo cryptbpf offload keys add 2 aead seal.key"))
-def keys_add(key_id: int = typer.Argument(..., help="Key id (1..2^32-1) requests will name."),
-             key_type: str = typer.Argument(..., help="hmac (16..64 bytes) or aead (32 bytes)."),
-             key_file: Path = typer.Argument(..., help="Key file (mode 0600, raw or hex).")):
+@argument("key_id", type=int, metavar="ID", help="Key id (1..2^32-1) requests will name.")
+@argument("key_type", type=click.Choice(["hmac", "aead"]), metavar="TYPE",
+          help="hmac (16..64 bytes) or aead (32 bytes).")
+@argument("key_file", type=PATH, metavar="FILE", help="Key file (mode 0600, raw or hex).")
+def keys_add(key_id: int, key_type: str, key_file: Path):
     """Provision (or replace) a key; it is read from the file, never printed."""
     from ..keys import read_key_file
     sizes = tuple(range(16, 65)) if key_type == "hmac" else (32,)
     key = read_key_file(key_file, sizes)
     with pinned(NAME) as h:
         control.install_key(h, key_id, key_type, key)
-    typer.echo(f"{NAME}: key {key_id} ({key_type}, {len(key)} bytes) installed")
+    click.echo(f"{NAME}: key {key_id} ({key_type}, {len(key)} bytes) installed")
 
 
 @keys_app.command("remove", epilog=_ex("sudo cryptbpf offload keys remove 1"))
+@argument("key_id", type=int, metavar="ID", help="Key id.")
 def keys_remove(key_id: int):
     """Remove a key; requests naming it get err_key."""
     with pinned(NAME) as h:
         if not control.remove_key(h, key_id):
             raise CryptbpfError(f"no key {key_id}")
-    typer.echo(f"{NAME}: key {key_id} removed")
+    click.echo(f"{NAME}: key {key_id} removed")
 
 
 @keys_app.command("list", epilog=_ex("sudo cryptbpf offload keys list"))
@@ -300,9 +317,9 @@ def keys_list():
     with pinned(NAME) as h:
         keys = control.list_keys(h)
     for k in keys:
-        typer.echo(f"{k['key_id']:>10}  {k['type']:<5} {k['bytes']} bytes")
+        click.echo(f"{k['key_id']:>10}  {k['type']:<5} {k['bytes']} bytes")
     if not keys:
-        typer.echo("no keys")
+        click.echo("no keys")
 
 
 SPEC = CryptoOffload(

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import typer
+import click
 
 from .. import auditlog
 from .._ffi import check_int, ffi, lib
@@ -28,6 +28,7 @@ from ..errors import CryptbpfError
 from ..pins import Pinned
 from ..ringbuf import RingBuffer
 from .base import Hook, ProgramSpec
+from ._cli import PATH, argument, examples as _ex, group, json_option
 
 NAME = "encrypted-logger"
 KEY_SIZE = LAYOUT.const("ELOG_KEY_SIZE")
@@ -273,11 +274,7 @@ def record(handle, path: Path, stop: _Stop, echo: Callable[[str], None]) -> dict
 
 # ---------------------------------------------------------------- CLI: cryptbpf logs ...
 
-logs_app = typer.Typer(no_args_is_help=True, help="Read, record and verify encrypted-logger's sealed exec log.")
-
-
-def _ex(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
+logs_app = group(help="Read, record and verify encrypted-logger's sealed exec log.")
 
 
 def _master(key_file: Path) -> bytes:
@@ -293,21 +290,22 @@ def _pinned() -> Pinned:
 
 @logs_app.command("follow", epilog=_ex("sudo cryptbpf logs follow --key-file log.key",
                                        "sudo cryptbpf logs follow --key-file log.key --json | jq .argv"))
-def follow_cmd(key_file: Path = typer.Option(..., help="Master key file (mode 0600)."),
-               as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-               count: Optional[int] = typer.Option(None, help="Stop after this many exec records."),
-               duration: Optional[float] = typer.Option(None, help="Stop after this many seconds.")):
+@click.option("--key-file", type=PATH, required=True, metavar="FILE", help="Master key file (mode 0600).")
+@json_option("One JSON object per line.")
+@click.option("--count", type=int, metavar="N", help="Stop after this many exec records.")
+@click.option("--duration", type=float, metavar="SECONDS", help="Stop after this many seconds.")
+def follow_cmd(key_file: Path, as_json: bool, count: Optional[int], duration: Optional[float]):
     """Decrypt and verify the live log; gaps and forgeries are shown, never skipped.
     Only one reader (follow or record) should consume the log at a time."""
     master = _master(key_file)
 
     def emit(r: dict):
         if as_json:
-            typer.echo(json.dumps(r), nl=True)
+            click.echo(json.dumps(r), nl=True)
         elif r["type"] in ("gap", "alert"):
-            typer.echo(f"-- {r['type']}: {r['message']}")
+            click.echo(f"-- {r['type']}: {r['message']}")
         else:
-            typer.echo(auditlog.format_text(r))
+            click.echo(auditlog.format_text(r))
 
     with _pinned() as h, _Stop(duration, count) as stop:
         follow(h, master, emit, stop)
@@ -315,51 +313,54 @@ def follow_cmd(key_file: Path = typer.Option(..., help="Master key file (mode 06
 
 @logs_app.command("record", epilog=_ex("sudo cryptbpf logs record /var/log/exec.clog",
                                        "sudo cryptbpf logs record exec.clog --duration 60"))
-def record_cmd(path: Path = typer.Argument(..., help="Log file (created mode 0600, or appended to)."),
-               duration: Optional[float] = typer.Option(None, help="Stop after this many seconds "
-                                                        "(default: until SIGINT/SIGTERM)."),
-               count: Optional[int] = typer.Option(None, help="Stop after this many exec records.")):
+@argument("path", type=PATH, metavar="FILE", help="Log file (created mode 0600, or appended to).")
+@click.option("--duration", type=float, metavar="SECONDS",
+              help="Stop after this many seconds (default: until SIGINT/SIGTERM).")
+@click.option("--count", type=int, metavar="N", help="Stop after this many exec records.")
+def record_cmd(path: Path, duration: Optional[float], count: Optional[int]):
     """Append the sealed records to FILE as they come (no key needed)."""
     with _pinned() as h, _Stop(duration, count) as stop:
-        res = record(h, path, stop, lambda m: typer.echo(m, err=True))
-    typer.echo(f"{path}: {res['written']} records appended (run {res['run_id']:016x})"
+        res = record(h, path, stop, lambda m: click.echo(m, err=True))
+    click.echo(f"{path}: {res['written']} records appended (run {res['run_id']:016x})"
                + (f", {res['skipped']} backlog records skipped (not continuous with the file)"
                   if res["skipped"] else ""))
 
 
 @logs_app.command("verify", epilog=_ex("cryptbpf logs verify exec.clog --key-file log.key",
                                        "cryptbpf logs verify exec.clog --key-file log.key --json"))
-def verify_cmd(path: Path = typer.Argument(..., help="Log file written by `cryptbpf logs record`."),
-               key_file: Path = typer.Option(..., help="Master key file (mode 0600)."),
-               as_json: bool = typer.Option(False, "--json", help="Machine-readable report.")):
+@argument("path", type=PATH, metavar="FILE", help="Log file written by `cryptbpf logs record`.")
+@click.option("--key-file", type=PATH, required=True, metavar="FILE", help="Master key file (mode 0600).")
+@json_option("Machine-readable report.")
+def verify_cmd(path: Path, key_file: Path, as_json: bool):
     """Prove FILE intact, or report each modified, reordered, dropped or
     truncated record by position. Exit status 1 if anything is wrong."""
     if not path.is_file():
         raise CryptbpfError(f"{path}: no such file")
     rep = auditlog.verify_file(path, _master(key_file))
     if as_json:
-        typer.echo(json.dumps(rep.to_dict(), indent=2))
+        click.echo(json.dumps(rep.to_dict(), indent=2))
     else:
-        typer.echo(f"{path}: {rep.records} records ({rep.exec_records} exec, {rep.marks} marks), "
+        click.echo(f"{path}: {rep.records} records ({rep.exec_records} exec, {rep.marks} marks), "
                    f"{rep.authentic} authentic, {rep.first_time or '-'} .. {rep.last_time or '-'}")
         for n in rep.notes:
-            typer.echo(f"  note: {n.message}")
+            click.echo(f"  note: {n.message}")
         for p in rep.problems:
-            typer.echo(f"  {p.kind.upper()}: {p.message}")
-        typer.echo("intact" if rep.intact else f"NOT intact: {len(rep.problems)} problem(s)")
+            click.echo(f"  {p.kind.upper()}: {p.message}")
+        click.echo("intact" if rep.intact else f"NOT intact: {len(rep.problems)} problem(s)")
     if not rep.intact:
-        raise typer.Exit(1)
+        raise click.exceptions.Exit(1)
 
 
 @logs_app.command("show", epilog=_ex("cryptbpf logs show exec.clog --key-file log.key --json"))
-def show_cmd(path: Path = typer.Argument(..., help="Log file."),
-             key_file: Path = typer.Option(..., help="Master key file (mode 0600)."),
-             as_json: bool = typer.Option(False, "--json", help="One JSON object per line.")):
+@argument("path", type=PATH, metavar="FILE", help="Log file.")
+@click.option("--key-file", type=PATH, required=True, metavar="FILE", help="Master key file (mode 0600).")
+@json_option("One JSON object per line.")
+def show_cmd(path: Path, key_file: Path, as_json: bool):
     """Decrypt a log file (each record authenticated; use `verify` for completeness)."""
     if not path.is_file():
         raise CryptbpfError(f"{path}: no such file")
     for r in auditlog.read_file(path, _master(key_file)):
-        typer.echo(json.dumps(r) if as_json else auditlog.format_text(r))
+        click.echo(json.dumps(r) if as_json else auditlog.format_text(r))
 
 
 @logs_app.command("rotate", epilog=_ex("sudo cryptbpf logs rotate"))
@@ -367,7 +368,7 @@ def rotate_cmd():
     """Advance the in-kernel key to the next epoch now (and wipe the old one)."""
     with _pinned() as h:
         epoch = rotate(h)
-    typer.echo(f"{NAME}: key ratcheted, epoch {epoch}")
+    click.echo(f"{NAME}: key ratcheted, epoch {epoch}")
 
 
 SPEC = EncryptedLogger(
@@ -385,4 +386,7 @@ SPEC = EncryptedLogger(
     header="encrypted_logger",
     stats_type="struct elog_stats",
     commands={"logs": logs_app},
+    rekey_hint="its key ratchets by itself every epoch_ms (now: `cryptbpf logs rotate`); for a new "
+               "master key, `cryptbpf unload encrypted-logger` and load it again with --key-file F "
+               "(a new session)",
 )

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
-import typer
+import click
 
 from .. import pins
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..tunnel import control, device as devmod, wire
 from .base import Hook, ProgramSpec
+from ._cli import PATH, argument, examples as _examples, group, json_option
 
 NAME = "encrypted-tunnel"
 DEFAULT_SUITE = "chacha20-poly1305"   # see docs/encrypted_tunnel.md, "Choosing a suite"
@@ -94,11 +95,7 @@ class EncryptedTunnel(ProgramSpec):
 
 # ---------------------------------------------------------------- CLI
 
-app = typer.Typer(no_args_is_help=True, help="Manage the loaded encrypted tunnel.")
-
-
-def _examples(*lines: str) -> str:
-    return "Examples:\n\n" + "\n\n".join(f"  {l}" for l in lines)
+app = group(help="Manage the loaded encrypted tunnel.")
 
 
 def _secret(key_file: Path) -> bytes:
@@ -119,36 +116,38 @@ def _require_root():
 
 
 @app.command("peers", epilog=_examples("sudo cryptbpf tunnel peers", "sudo cryptbpf tunnel peers --json"))
-def peers_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+@json_option()
+def peers_cmd(as_json: bool):
     """List peers: suite, key ids, counters (never keys)."""
     _require_root()
     with pins.Pinned(NAME) as h:
         data = control.describe(h)
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2))
         return
     for p in data:
         tx = p["tx"] or {}
         rx = ", ".join(f"{k} ({v['accepted']} pkts)" for k, v in sorted(p["rx"].items()))
-        typer.echo(f"{p['peer']:<16} {p['suite']:<24} local {p['local']}  "
+        click.echo(f"{p['peer']:<16} {p['suite']:<24} local {p['local']}  "
                    f"tx key {tx.get('key_id')} (counter {tx.get('counter')})  rx keys {rx}")
 
 
 @app.command("stats", epilog=_examples("sudo cryptbpf tunnel stats"))
-def stats_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+@json_option()
+def stats_cmd(as_json: bool):
     """Per-peer counters: packets/bytes each way, drops by reason."""
     _require_root()
     with pins.Pinned(NAME) as h:
         data = {p.addr: control.peer_stats(h, p.index) for p in control.list_peers(h)}
         data["(no peer)"] = control.peer_stats(h, control.NO_PEER_ROW)
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2))
         return
     for peer, st in data.items():
         nonzero = {k: v for k, v in st.items() if v}
-        typer.echo(f"{peer}")
+        click.echo(f"{peer}")
         for k, v in (nonzero or {"(all zero)": ""}).items():
-            typer.echo(f"  {k:<20} {v}")
+            click.echo(f"  {k:<20} {v}")
 
 
 def add_peer(addr: str, secret: bytes, suite: int, local: Optional[str] = None) -> dict:
@@ -192,30 +191,36 @@ def remove_peer(addr: str) -> None:
 @app.command("add-peer", epilog=_examples(
     "sudo cryptbpf tunnel add-peer 10.0.0.3 --key-file peer3.key",
     "sudo cryptbpf tunnel add-peer 10.0.0.4 --key-file p4.key --suite aes-256-cbc-hmac-sha256"))
-def add_peer_cmd(addr: str, key_file: Path = typer.Option(..., help="Shared secret with this peer (32 bytes, mode 0600)."),
-                 suite: str = typer.Option(DEFAULT_SUITE, help=f"One of: {', '.join(wire.SUITES)}."),
-                 local: Optional[str] = typer.Option(None, help="Our address towards the peer (default: the route's source).")):
+@argument("addr", metavar="ADDR", help="The peer's IPv4 address.")
+@click.option("--key-file", type=PATH, metavar="FILE", required=True,
+              help="Shared secret with this peer (32 bytes, mode 0600).")
+@click.option("--suite", default=DEFAULT_SUITE, metavar="SUITE", help=f"One of: {', '.join(wire.SUITES)}.")
+@click.option("--local", metavar="ADDR", help="Our address towards the peer (default: the route's source).")
+def add_peer_cmd(addr: str, key_file: Path, suite: str, local: Optional[str]):
     """Protect traffic with one more peer."""
     _require_root()
     sid = parse_suite(suite)
     r = add_peer(addr, _secret(key_file), sid, local)
-    typer.echo(f"{NAME}: peer {addr} added on {r['device']} ({suite}, tunnel MTU {r['mtu']})")
+    click.echo(f"{NAME}: peer {addr} added on {r['device']} ({suite}, tunnel MTU {r['mtu']})")
 
 
 @app.command("remove-peer", epilog=_examples("sudo cryptbpf tunnel remove-peer 10.0.0.3"))
+@argument("addr", metavar="ADDR", help="The peer's IPv4 address.")
 def remove_peer_cmd(addr: str):
     """Stop protecting traffic with a peer (its traffic then flows in clear)."""
     _require_root()
     remove_peer(addr)
-    typer.echo(f"{NAME}: peer {addr} removed")
+    click.echo(f"{NAME}: peer {addr} removed")
 
 
 @app.command("rekey", epilog=_examples(
     "sudo cryptbpf tunnel rekey --key-file tunnel.key",
     "sudo cryptbpf tunnel rekey --key-file tunnel.key --peer 10.0.0.2 --grace 5"))
-def rekey_cmd(key_file: Path = typer.Option(..., help="The shared secret (mode 0600)."),
-              peer: List[str] = typer.Option([], help="Only this peer (repeatable; default all)."),
-              grace: float = typer.Option(2.0, help="Seconds the peer's previous key stays accepted after last use.")):
+@click.option("--key-file", type=PATH, metavar="FILE", required=True, help="The shared secret (mode 0600).")
+@click.option("--peer", multiple=True, metavar="ADDR", help="Only this peer (repeatable; default all).")
+@click.option("--grace", type=float, default=2.0, metavar="SECONDS",
+              help="Seconds the peer's previous key stays accepted after last use.")
+def rekey_cmd(key_file: Path, peer: tuple[str, ...], grace: float):
     """Send under the next key id now; run it on both hosts. No packet is
     lost: the peer already accepts the next key, and ours keep accepting
     the peer's previous key while it is in use."""
@@ -225,7 +230,7 @@ def rekey_cmd(key_file: Path = typer.Option(..., help="The shared secret (mode 0
         targets = peer or [p.addr for p in control.list_peers(h)]
         for addr in targets:
             r = control.rekey(h, addr, secret, grace)
-            typer.echo(f"{NAME}: {addr}: sending under key id {r['tx_key_id']}, "
+            click.echo(f"{NAME}: {addr}: sending under key id {r['tx_key_id']}, "
                        f"accepting {', '.join(map(str, r['rx_key_ids']))}")
 
 
@@ -242,6 +247,9 @@ SPEC = EncryptedTunnel(
     header="encrypted_tunnel",
     stats_type="struct tunnel_stats",
     commands={"tunnel": app},
+    rekey_hint="its keys come from each peer's shared secret: `cryptbpf tunnel rekey --key-file F` "
+               "(on both hosts) moves to the next key id, under a new secret if F holds one; "
+               "`cryptbpf tunnel add-peer ADDR --key-file F` adds a peer with its own secret",
     options={"peer": "peer IPv4 address (repeatable; required)",
              "suite": f"{' or '.join(wire.SUITES)} (default {DEFAULT_SUITE})",
              "local": "our address towards the peers (default: the route's source address)"},

@@ -12,16 +12,17 @@ from __future__ import annotations
 import ipaddress
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
-import typer
+import click
 
 from ..errors import CryptbpfError
+from ..netns import inside
 from ..ports import udp_port as _port
 from ..headers import Layout
 from ..keys import random_key, read_key_file
 from .base import Hook, ProgramSpec
-from ._cli import examples as _ex, pinned
+from ._cli import PATH, argument, examples as _ex, group, netns_option, pinned
 
 NAME = "zkp-filter"
 SECRET_SIZES = tuple(range(16, 65))
@@ -127,35 +128,46 @@ class ZkpFilter(ProgramSpec):
 
     def status(self, handle) -> dict[str, Any]:
         return {"stats": self.stats(handle), "protected_ports": protected_ports(handle),
-                "keys": key_counters(handle), "authorized": authorizations(handle)}
+                "keys": [{"key_id": k, **c} for k, c in key_counters(handle).items()],
+                "authorized": authorizations(handle)}
 
 
 # ---------------------------------------------------------------- CLI
 
-cli = typer.Typer(no_args_is_help=True, help="zkp-filter: prove knowledge of a secret to open ports.")
+cli = group(help="zkp-filter: prove knowledge of a secret to open ports.")
 
 
 def _secret(path: Path) -> bytes:
     return read_key_file(path, SECRET_SIZES)
 
 
-@cli.command(epilog=_ex("cryptbpf zkp connect 10.0.0.2 7227 --secret-file alice.secret --key-id 1"))
-def connect(host: str, port: int = typer.Argument(7227, help="Control port of the filter."),
-            secret_file: Path = typer.Option(..., help="The shared secret (mode 0600, 16-64 bytes)."),
-            key_id: int = typer.Option(..., help="Key id the server registered this secret under."),
-            timeout: float = typer.Option(1.0, help="Seconds to wait for each answer."),
-            source: Optional[str] = typer.Option(None, help="Local address to send from.")):
+@cli.command("connect", epilog=_ex("cryptbpf zkp connect 10.0.0.2 7227 --secret-file alice.secret --key-id 1",
+                                   "sudo cryptbpf zkp connect 10.0.0.2 --netns blue --secret-file a.secret --key-id 1"))
+@argument("host", metavar="HOST", help="The server (IPv4 address or name).")
+@argument("port", type=int, default=7227, metavar="[PORT]", help="Control port of the filter.")
+@click.option("--secret-file", type=PATH, required=True, metavar="FILE",
+              help="The shared secret (mode 0600, 16-64 bytes).")
+@click.option("--key-id", type=int, required=True, metavar="N", help="Key id the server registered this secret under.")
+@click.option("--timeout", type=float, default=1.0, metavar="SECONDS", help="Seconds to wait for each answer.")
+@click.option("--source", metavar="ADDR", help="Local address to send from.")
+@netns_option("Network namespace to connect from.")
+def connect(host: str, port: int, secret_file: Path, key_id: int, timeout: float, source: Optional[str],
+            netns: Optional[str]):
     """Prove knowledge of the secret; on success this address may reach the
     protected ports (for the lifetime the server grants)."""
     from ..zkp_client import connect as do_connect
-    r = do_connect(host, _port(port), _secret(secret_file), key_id, timeout=timeout, source=source)
-    typer.echo(f"authorized {r.client_addr} at {r.server} for {r.lifetime_s} s "
+    port, secret = _port(port), _secret(secret_file)
+    with inside(netns):
+        r = do_connect(host, port, secret, key_id, timeout=timeout, source=source)
+    click.echo(f"authorized {r.client_addr} at {r.server} for {r.lifetime_s} s "
                f"(key id {r.key_id}, {r.rtt_ms:.1f} ms)")
 
 
-@cli.command(epilog=_ex("cryptbpf zkp verifier --secret-file alice.secret --out alice.verifier"))
-def verifier(secret_file: Path = typer.Option(..., help="The shared secret (mode 0600)."),
-             out: Path = typer.Option(..., help="Where to write the 32-byte verifier (mode 0600).")):
+@cli.command("verifier", epilog=_ex("cryptbpf zkp verifier --secret-file alice.secret --out alice.verifier"))
+@click.option("--secret-file", type=PATH, required=True, metavar="FILE", help="The shared secret (mode 0600).")
+@click.option("--out", type=PATH, required=True, metavar="FILE",
+              help="Where to write the 32-byte verifier (mode 0600).")
+def verifier(secret_file: Path, out: Path):
     """Derive the verifier a server stores (so the secret need not go there)."""
     from ..keys import write_key_file
     from ..zkp_client import derive_verifier
@@ -163,59 +175,63 @@ def verifier(secret_file: Path = typer.Option(..., help="The shared secret (mode
         write_key_file(out, derive_verifier(_secret(secret_file)))
     except FileExistsError:
         raise CryptbpfError(f"{out} exists; refusing to overwrite") from None
-    typer.echo(f"wrote verifier to {out} (mode 0600)")
+    click.echo(f"wrote verifier to {out} (mode 0600)")
 
 
 @cli.command("add-key", epilog=_ex("sudo cryptbpf zkp add-key 1 --verifier-file alice.verifier",
                                    "sudo cryptbpf zkp add-key 2 --secret-file bob.secret"))
-def add_key_cmd(key_id: int,
-                verifier_file: Optional[Path] = typer.Option(None, help="Verifier from `cryptbpf zkp verifier`."),
-                secret_file: Optional[Path] = typer.Option(None, help="Or the secret: only its verifier is stored.")):
-    """Register (or replace) the verifier of KEY_ID in the loaded filter."""
+@argument("key_id", type=int, metavar="ID", help="Key id clients will name.")
+@click.option("--verifier-file", type=PATH, metavar="FILE", help="Verifier from `cryptbpf zkp verifier`.")
+@click.option("--secret-file", type=PATH, metavar="FILE", help="Or the secret: only its verifier is stored.")
+def add_key_cmd(key_id: int, verifier_file: Optional[Path], secret_file: Optional[Path]):
+    """Register (or replace) the verifier of key ID in the loaded filter."""
     from ..zkp_client import derive_verifier
     if (verifier_file is None) == (secret_file is None):
         raise CryptbpfError("give exactly one of --verifier-file and --secret-file")
     v = read_key_file(verifier_file, (32,)) if verifier_file else derive_verifier(_secret(secret_file))
     with pinned(NAME) as h:
         add_key(h, key_id, v)
-    typer.echo(f"{NAME}: key {key_id} installed")
+    click.echo(f"{NAME}: key {key_id} installed")
 
 
 @cli.command("revoke", epilog=_ex("sudo cryptbpf zkp revoke 1"))
+@argument("key_id", type=int, metavar="ID", help="Key id.")
 def revoke_cmd(key_id: int):
-    """Remove KEY_ID and every authorization it granted."""
+    """Remove key ID and every authorization it granted."""
     with pinned(NAME) as h:
         n = revoke(h, key_id)
-    typer.echo(f"{NAME}: key {key_id} revoked, {n} source(s) de-authorized")
+    click.echo(f"{NAME}: key {key_id} revoked, {n} source(s) de-authorized")
 
 
 @cli.command("protect", epilog=_ex("sudo cryptbpf zkp protect 22 8080"))
-def protect_cmd(ports: List[str]):
-    """Drop traffic to PORTS (TCP and UDP) from unauthorized sources."""
+@argument("ports", nargs=-1, required=True, metavar="PORT...", help="TCP/UDP ports.")
+def protect_cmd(ports: tuple[str, ...]):
+    """Drop traffic to PORTs (TCP and UDP) from unauthorized sources."""
     with pinned(NAME) as h:
         for p in ports:
             protect(h, _port(p))
-        typer.echo(f"{NAME}: protected ports {protected_ports(h)}")
+        click.echo(f"{NAME}: protected ports {protected_ports(h)}")
 
 
 @cli.command("unprotect", epilog=_ex("sudo cryptbpf zkp unprotect 8080"))
-def unprotect_cmd(ports: List[str]):
-    """Stop guarding PORTS."""
+@argument("ports", nargs=-1, required=True, metavar="PORT...", help="TCP/UDP ports.")
+def unprotect_cmd(ports: tuple[str, ...]):
+    """Stop guarding PORTs."""
     with pinned(NAME) as h:
         for p in ports:
             protect(h, _port(p), on=False)
-        typer.echo(f"{NAME}: protected ports {protected_ports(h)}")
+        click.echo(f"{NAME}: protected ports {protected_ports(h)}")
 
 
 @cli.command("list", epilog=_ex("sudo cryptbpf zkp list"))
 def list_cmd():
     """Protected ports, keys with their counters, authorized sources."""
     with pinned(NAME) as h:
-        typer.echo(f"protected ports: {', '.join(map(str, protected_ports(h))) or 'none'}")
+        click.echo(f"protected ports: {', '.join(map(str, protected_ports(h))) or 'none'}")
         for kid, c in key_counters(h).items():
-            typer.echo(f"key {kid}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+            click.echo(f"key {kid}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
         for a in authorizations(h):
-            typer.echo(f"authorized {a['source']} (key {a['key_id']}, {a['expires_in_s']} s left)")
+            click.echo(f"authorized {a['source']} (key {a['key_id']}, {a['expires_in_s']} s left)")
 
 
 SPEC = ZkpFilter(
