@@ -3,8 +3,11 @@ feature gates, and a leak check for file descriptors."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
+import threading
 import sys
 import uuid
 from pathlib import Path
@@ -88,6 +91,35 @@ def veth_pair(root):
         yield pair
     finally:
         pair.close()
+
+
+@contextlib.contextmanager
+def udp_echo(ns: str, addr: str, port: int):
+    """A UDP service in namespace `ns` at addr:port answering b"echo:" +
+    data, stopped (and its socket closed) when the block ends."""
+    from cryptbpf import netns
+    with netns.inside(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    s.settimeout(0.1)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                data, peer = s.recvfrom(2048)
+                s.sendto(b"echo:" + data, peer)
+            except socket.timeout:
+                pass
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        s.close()
 
 
 def run_cli(*args: str, check: bool = False, **kw) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -24,7 +23,7 @@ from cryptbpf.object import BpfObject
 from cryptbpf.pins import Pinned
 from cryptbpf.programs import crypto_ratelimit as cr
 
-from conftest import TEST_OBJ_DIR, require_feature, system_snapshot
+from conftest import TEST_OBJ_DIR, require_feature, system_snapshot, udp_echo
 from xdp_frames import CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply, udp_frame
 
 PORT = 5353
@@ -386,25 +385,6 @@ def test_ipv6_to_protected_port_is_dropped(rl):
 
 # ------------------------------------------------------------ between namespaces
 
-def _echo(ns: str, addr: str, stop: threading.Event) -> threading.Thread:
-    with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((addr, PORT))
-    s.settimeout(0.1)
-
-    def loop():
-        while not stop.is_set():
-            try:
-                got, peer = s.recvfrom(2048)
-                s.sendto(b"echo:" + got, peer)
-            except socket.timeout:
-                pass
-        s.close()
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t
-
-
 @pytest.fixture
 def rl_between(veth_pair, request):
     for f in cr.SPEC.requires:
@@ -420,13 +400,10 @@ def rl_between(veth_pair, request):
     lifecycle.load(cr.SPEC, veth_pair.dev_b, netns=veth_pair.ns_b, xdp_mode=mode,
                    options={"protect": [str(PORT)], "rate": ["1"], "burst": ["2"],
                             "min_difficulty": ["10"], "max_difficulty": ["10"]})
-    stop = threading.Event()
-    srv = _echo(veth_pair.ns_b, veth_pair.addr_b, stop)
     try:
-        yield veth_pair
+        with udp_echo(veth_pair.ns_b, veth_pair.addr_b, PORT):
+            yield veth_pair
     finally:
-        stop.set()
-        srv.join()
         lifecycle.unload(cr.NAME)
         if peer:
             peer.close()

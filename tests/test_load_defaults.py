@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -32,7 +30,7 @@ from cryptbpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.programs import discover
 
-from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot
+from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo
 
 SPECS = discover()
 APP_PORT = 5353
@@ -72,26 +70,8 @@ def link_xdp(ns: str, dev: str) -> str:
 @pytest.fixture
 def echo_b(veth_pair):
     """A UDP echo service on B (APP_PORT), answering b"echo:" + data."""
-    with netns.inside(veth_pair.ns_b):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((veth_pair.addr_b, APP_PORT))
-    s.settimeout(0.1)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            try:
-                data, peer = s.recvfrom(2048)
-                s.sendto(b"echo:" + data, peer)
-            except socket.timeout:
-                pass
-
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    yield
-    stop.set()
-    t.join()
-    s.close()
+    with udp_echo(veth_pair.ns_b, veth_pair.addr_b, APP_PORT):
+        yield
 
 
 @pytest.fixture

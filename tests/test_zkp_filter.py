@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import pytest
 from scapy.layers.inet import IP, IPOption_NOP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
@@ -21,7 +20,7 @@ from cryptbpf.object import BpfObject
 from cryptbpf.pins import Pinned
 from cryptbpf.programs import zkp_filter as zf
 
-from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot
+from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo
 from xdp_frames import (CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply,
                         tcp_frame, udp_frame)
 
@@ -340,25 +339,6 @@ def test_unprotect(zkp):
 APP_PORT = 5555
 
 
-def _echo_server(ns: str, addr: str, stop: threading.Event) -> threading.Thread:
-    with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((addr, APP_PORT))
-    s.settimeout(0.1)
-
-    def loop():
-        while not stop.is_set():
-            try:
-                data, peer = s.recvfrom(2048)
-                s.sendto(b"echo:" + data, peer)
-            except socket.timeout:
-                pass
-        s.close()
-    t = threading.Thread(target=loop, daemon=True)
-    t.start()
-    return t
-
-
 def _app_reachable(ns: str, addr: str) -> bool:
     with netns.inside(ns):
         c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -392,16 +372,13 @@ def zkp_between(veth_pair, request, tmp_path):
                               attach.ifindex(veth_pair.dev_a), "drv")
     lifecycle.load(zf.SPEC, veth_pair.dev_b, netns=veth_pair.ns_b, xdp_mode=mode,
                    options={"protect": [str(APP_PORT)]})
-    stop = threading.Event()
-    srv = _echo_server(veth_pair.ns_b, veth_pair.addr_b, stop)
     secret = tmp_path / "alice.secret"
     secret.write_bytes(SECRET)
     secret.chmod(0o600)
     try:
-        yield veth_pair, secret
+        with udp_echo(veth_pair.ns_b, veth_pair.addr_b, APP_PORT):
+            yield veth_pair, secret
     finally:
-        stop.set()
-        srv.join()
         lifecycle.unload(zf.NAME)
         if peer:
             peer.close()
