@@ -4,8 +4,10 @@
  * Datagrams to protected UDP ports must end in a signature trailer
  * (wire format: include/signed_auth.h). Per datagram, cheapest first:
  *
- *   1. parse Ethernet (0-2 VLAN tags)/IPv4/UDP; port not protected ->
- *      XDP_PASS, untouched (IPv6 to a protected port: dropped, unverified)
+ *   1. classify the frame (frame_classify.bpf.h: any number of VLAN tags
+ *      up to its bound, IPv4 header as strict as the kernel's); what it
+ *      cannot classify is dropped; port not protected -> XDP_PASS,
+ *      untouched (IPv6 to a protected port: dropped, unverified)
  *   2. lengths, trailer magic/version/flags, key id trusted and not revoked,
  *      sequence inside the key's replay window (read without the lock)
  *   3. verification budget: the key's token bucket, then the global one
@@ -14,7 +16,7 @@
  *      (pure BPF, or the kernel's signature kfunc where one exists)
  *   5. replay window updated under the key's lock (authoritative check)
  *   6. trailer removed (bpf_xdp_adjust_tail), IP total length and checksum,
- *      UDP length and checksum rewritten -> XDP_PASS
+ *      UDP length rewritten, UDP checksum computed afresh -> XDP_PASS
  *
  * Anything that fails is dropped and counted by reason, per key where a
  * trusted key can be charged, and in the global counters.
@@ -22,6 +24,8 @@
 #include "cryptbpf.bpf.h"
 #include "ecdsa_p256.bpf.h"
 #include "sha256.bpf.h"
+#include "frame_classify.bpf.h"
+#include "xdp_csum.bpf.h"
 #include "signed_auth.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -40,7 +44,6 @@ const volatile __u32 global_burst = 200;
 const volatile __u32 max_skew_s = 30;
 
 #define NSEC_PER_SEC 1000000000ULL
-#define IP_MF_OFFSET 0x3fff	/* MF flag + fragment offset */
 #define IPPROTO_UDP_ 17
 
 struct sa_state_value {
@@ -104,12 +107,14 @@ struct sa_scratch {
 	struct signed_auth_trailer tr;
 	struct signed_auth_signed_hdr hdr;
 	__u8 digest[P256_DIGEST_LEN];
+	struct frame_info fi;
+	__u8 csum[XDP_CSUM_BUF];
 };
 CRYPTBPF_PERCPU_SCRATCH(sa_scratch, struct sa_scratch);
 
 /* Where the datagram is, host byte order. */
 struct sa_pkt {
-	__u32 l3_off;		/* IPv4 header (after 0-2 VLAN tags) */
+	__u32 l3_off;		/* IPv4 header (after 0..FRAME_MAX_TAGS VLAN tags) */
 	__u32 l4_off;		/* UDP header */
 	__u32 data_off;		/* UDP payload */
 	__u32 data_len;		/* UDP payload without the trailer */
@@ -149,18 +154,6 @@ static __always_inline __u16 csum_fold64(__u64 s)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	return (__u16)s;
-}
-
-/* Ones' complement sum of the 80 trailer bytes, as 16-bit words. */
-static __always_inline __u16 trailer_sum(const struct signed_auth_trailer *tr)
-{
-	const __u32 *w = (const __u32 *)tr;
-	__u64 s = 0;
-
-#pragma clang loop unroll(full)
-	for (int i = 0; i < SIGNED_AUTH_TRAILER_LEN / 4; i++)
-		s += w[i];
-	return csum_fold64(s);
 }
 
 /* ---- replay window (RFC 6479 layout) ---- */
@@ -252,153 +245,95 @@ enum parse_result {
 	PARSE_OK,		/* a datagram to a protected port, lengths checked */
 	PARSE_UNSUPPORTED,	/* IPv6 UDP to a protected port */
 	PARSE_FRAGMENTED,	/* first fragment of a datagram to a protected port */
-	PARSE_MALFORMED,	/* IP/UDP lengths inconsistent */
+	PARSE_MALFORMED,	/* headers or lengths the kernel drops, UDP length != IP payload */
 	PARSE_SHORT,		/* payload shorter than a trailer */
+	PARSE_UNPARSED,		/* VLAN tags or IPv6 extension headers too deep to see the port */
+	PARSE_IP_OPTIONS,	/* IPv4 options other than NOP/EOL to a protected port */
 };
 
-#define ETH_P_8021Q_  0x8100
-#define ETH_P_8021AD_ 0x88a8
-#define VLAN_MAX_TAGS 2
-#define IPV6_MAX_EXT  4		/* extension headers walked before UDP */
-
-struct vlan_hdr_ {
-	__be16 tci;
-	__be16 proto;
-};
-
-/* IPv6 is not verified (the signed header carries IPv4 addresses), but it
- * must not be a way around the check: UDP to a protected port behind at
- * most IPV6_MAX_EXT hop-by-hop/routing/destination/fragment headers is
- * refused. Later fragments carry no port and pass (they cannot be
- * reassembled without their first fragment). */
-static __always_inline enum parse_result parse_ipv6(struct xdp_md *ctx, __u32 off)
-{
-	struct ipv6hdr ip6;
-	struct udphdr udp;
-	__u8 ext[8], nexthdr;
-	int frag = 0;
-
-	if (bpf_xdp_load_bytes(ctx, off, &ip6, sizeof(ip6)))
-		return PARSE_PASS;
-	nexthdr = ip6.nexthdr;
-	off += sizeof(ip6);
-#pragma clang loop unroll(full)
-	for (int i = 0; i < IPV6_MAX_EXT; i++) {
-		if (nexthdr != 0 && nexthdr != 43 && nexthdr != 44 && nexthdr != 60)
-			break;
-		if (bpf_xdp_load_bytes(ctx, off, ext, sizeof(ext)))
-			return PARSE_PASS;
-		if (nexthdr == 44) {		/* fragment header: 8 bytes */
-			if ((ext[2] << 8 | ext[3]) & 0xfff8)
-				return PARSE_PASS;	/* not the first fragment */
-			frag = 1;
-			off += 8;
-		} else {
-			off += (ext[1] + 1) * 8;
-		}
-		nexthdr = ext[0];
-	}
-	if (nexthdr != IPPROTO_UDP_ || bpf_xdp_load_bytes(ctx, off, &udp, sizeof(udp)) ||
-	    !port_protected(bpf_ntohs(udp.dest)))
-		return PARSE_PASS;
-	return frag ? PARSE_FRAGMENTED : PARSE_UNSUPPORTED;
-}
-
-/* Find an IPv4/UDP datagram to a protected port (behind up to two VLAN
- * tags) and fill in pkt and the address part of the signed header. */
+/* Find an IPv4/UDP datagram to a protected port and fill in pkt and the
+ * address part of the signed header. What is verified must be what the
+ * kernel delivers: frame_classify.bpf.h refuses frames whose IP header the
+ * kernel would drop (version, IHL, checksum, lengths), and options the
+ * kernel may act on or refuse are refused here (the UDP checksum is
+ * rewritten after verification, see strip_trailer()). Frames the
+ * classifier cannot see through are dropped whatever their port: a
+ * protected one could hide in them. */
 static __always_inline enum parse_result parse(struct xdp_md *ctx, struct sa_pkt *pkt,
-					       struct signed_auth_signed_hdr *hdr)
+					       struct sa_scratch *s)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip;
-	struct udphdr *udp;
-	__u32 l3_off = sizeof(*eth), ihl, tot_len, udp_len;
-	__be16 proto;
+	struct frame_info *fi = &s->fi;
+	int r = frame_classify_xdp(ctx, fi);
+	__u32 udp_len;
 
-	if ((void *)(eth + 1) > end)
-		return PARSE_PASS;
-	proto = eth->h_proto;
-#pragma clang loop unroll(full)
-	for (int i = 0; i < VLAN_MAX_TAGS; i++) {
-		struct vlan_hdr_ *vh = data + l3_off;
-
-		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
-			break;
-		if ((void *)(vh + 1) > end)
-			return PARSE_PASS;
-		proto = vh->proto;
-		l3_off += sizeof(*vh);
-	}
-	if (proto == bpf_htons(ETH_P_IPV6))
-		return parse_ipv6(ctx, l3_off);
-	if (proto != bpf_htons(ETH_P_IP))
-		return PARSE_PASS;
-	ip = data + l3_off;
-	if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP_)
-		return PARSE_PASS;
-	ihl = ip->ihl * 4;
-	if (ihl < sizeof(*ip))
-		return PARSE_PASS;	/* not IPv4 the stack accepts */
-	udp = (void *)ip + ihl;
-	if ((void *)(udp + 1) > end)
-		return PARSE_PASS;	/* no UDP header: a later fragment, or the stack drops it */
-	if (bpf_ntohs(ip->frag_off) & IP_MF_OFFSET) {
-		/* Only a first fragment carries the port. Later fragments
-		 * cannot be reassembled without it (the kernel refuses
-		 * overlapping fragments), so passing them lets nothing in. */
-		if ((bpf_ntohs(ip->frag_off) & 0x1fff) || !port_protected(bpf_ntohs(udp->dest)))
-			return PARSE_PASS;
-		return PARSE_FRAGMENTED;
-	}
-	if (!port_protected(bpf_ntohs(udp->dest)))
-		return PARSE_PASS;
-
-	tot_len = bpf_ntohs(ip->tot_len);
-	udp_len = bpf_ntohs(udp->len);
-	if (l3_off + tot_len > (__u32)(end - data) || tot_len < ihl ||
-	    udp_len != tot_len - ihl || udp_len < sizeof(*udp))
+	if (r == FRAME_BAD_L2 || r == FRAME_BAD_EXT)
+		return PARSE_UNPARSED;
+	if (r < 0)
 		return PARSE_MALFORMED;
-	if (udp_len - sizeof(*udp) < SIGNED_AUTH_TRAILER_LEN)
+	/* not UDP, or a later fragment (no port: without its first fragment,
+	 * dropped below, the kernel never reassembles it) */
+	if (r == FRAME_NOT_IP || fi->proto != IPPROTO_UDP_ || !(fi->flags & FRAME_F_PORTS) ||
+	    !port_protected(fi->dport))
+		return PARSE_PASS;
+	if (fi->flags & FRAME_F_FRAG_FIRST)
+		return PARSE_FRAGMENTED;
+	if (r == FRAME_IPV6)
+		return PARSE_UNSUPPORTED;	/* the signed header carries IPv4 addresses */
+	if (fi->flags & FRAME_F_IP_OPTS)
+		return PARSE_IP_OPTIONS;
+	/* a UDP length short of the IP payload is legal (the kernel trims the
+	 * rest), but then the trailer would not be where we look */
+	udp_len = fi->udp_len;
+	if (udp_len != fi->l3_end - fi->l4_off)
+		return PARSE_MALFORMED;
+	if (udp_len - sizeof(struct udphdr) < SIGNED_AUTH_TRAILER_LEN)
 		return PARSE_SHORT;
-	pkt->l3_off = l3_off;
-	pkt->l4_off = l3_off + ihl;
-	pkt->data_off = pkt->l4_off + sizeof(*udp);
-	pkt->data_len = udp_len - sizeof(*udp) - SIGNED_AUTH_TRAILER_LEN;
-	pkt->frame_len = end - data;
-	hdr->saddr = ip->saddr;
-	hdr->daddr = ip->daddr;
-	hdr->sport = udp->source;
-	hdr->dport = udp->dest;
+	pkt->l3_off = fi->l3_off;
+	pkt->l4_off = fi->l4_off;
+	pkt->data_off = pkt->l4_off + sizeof(struct udphdr);
+	pkt->data_len = udp_len - sizeof(struct udphdr) - SIGNED_AUTH_TRAILER_LEN;
+	pkt->frame_len = (long)ctx->data_end - (long)ctx->data;
+	s->hdr.saddr = fi->saddr;
+	s->hdr.daddr = fi->daddr;
+	s->hdr.sport = bpf_htons(fi->sport);
+	s->hdr.dport = bpf_htons(fi->dport);
 	return PARSE_OK;
 }
 
 /* ---- trailer removal ---- */
 
 /* Shrink the frame to end at the data and rewrite the IP and UDP headers:
- * total length and UDP length drop by the trailer; both checksums are
- * updated incrementally (RFC 1624), so a datagram that arrived with a
- * wrong checksum still has one; a UDP checksum of 0 (none) stays 0. */
+ * total length and UDP length drop by the trailer. The IP checksum is
+ * updated incrementally (RFC 1624: the classifier checked it was right).
+ * The UDP checksum, unless 0 ("none", kept), is computed afresh over the
+ * datagram the socket gets: the signature covers everything it covers
+ * (addresses, ports, length, data), so a verified datagram is intact
+ * whatever checksum it arrived with, and the kernel must not drop it after
+ * its sequence number was used up (a copy with a wrong checksum sent ahead
+ * of the genuine datagram would otherwise make both disappear). XDP cannot
+ * check the arriving checksum itself: between veth ends the sender leaves
+ * it to the receiver (CHECKSUM_PARTIAL), which XDP cannot see. */
 static __always_inline int strip_trailer(struct xdp_md *ctx, const struct sa_pkt *pkt,
-					 const struct signed_auth_trailer *tr)
+					 struct sa_scratch *s)
 {
 	__u32 new_end = pkt->data_off + pkt->data_len;
+	__u32 ulen = pkt->data_len + sizeof(struct udphdr);
 	void *data, *end;
 	struct iphdr *ip;
 	struct udphdr *udp;
-	__u16 old_tot, new_tot, old_ulen, new_ulen, tsum;
-	__u64 s;
+	__u16 old_tot, new_tot;
+	__u32 pseudo;
+	int sum;
 
 	/* also drops Ethernet padding after the IP datagram, if any */
 	if (bpf_xdp_adjust_tail(ctx, (int)new_end - (int)pkt->frame_len))
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	ip = data + (pkt->l3_off & 31);		/* l3_off <= 14 + 2 * 4 */
+	ip = data + (pkt->l3_off & 63);		/* l3_off <= FRAME_MAX_L3_OFF (46) */
 	if ((void *)(ip + 1) > end)
 		return -1;
-	udp = data + (pkt->l4_off & 127);	/* l4_off <= l3_off + 60 */
+	udp = data + (pkt->l4_off & 127);	/* l4_off <= l3_off + 60 <= 106 */
 	if ((void *)(udp + 1) > end)
 		return -1;
 
@@ -407,18 +342,22 @@ static __always_inline int strip_trailer(struct xdp_md *ctx, const struct sa_pkt
 	ip->tot_len = new_tot;
 	ip->check = (__u16)~csum_fold64((__u64)(__u16)~ip->check + (__u16)~old_tot + new_tot);
 
-	old_ulen = udp->len;
-	new_ulen = bpf_htons(bpf_ntohs(old_ulen) - SIGNED_AUTH_TRAILER_LEN);
-	udp->len = new_ulen;
-	if (udp->check) {
-		/* the length is summed twice: pseudo-header and UDP header */
-		tsum = trailer_sum(tr);
-		if (pkt->data_len & 1)	/* trailer started on an odd byte */
-			tsum = (__u16)((tsum << 8) | (tsum >> 8));
-		s = (__u64)(__u16)~udp->check + 2 * (__u64)(__u16)~old_ulen +
-		    2 * (__u64)new_ulen + (__u16)~tsum;
-		udp->check = (__u16)~csum_fold64(s) ?: 0xffff;
-	}
+	udp->len = bpf_htons(ulen);
+	if (!udp->check)
+		return 0;
+	udp->check = 0;
+	/* pseudo-header words as they sit in memory, like the frame's bytes */
+	pseudo = (s->hdr.saddr & 0xffff) + (s->hdr.saddr >> 16) + (s->hdr.daddr & 0xffff) +
+		 (s->hdr.daddr >> 16) + bpf_htons(IPPROTO_UDP_) + bpf_htons(ulen);
+	sum = xdp_csum_range(ctx, s->csum, pkt->l4_off, ulen, pseudo);
+	if (sum < 0)
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	udp = data + (pkt->l4_off & 127);
+	if ((void *)(udp + 1) > end)
+		return -1;
+	udp->check = (__u16)~sum ?: 0xffff;
 	return 0;
 }
 
@@ -437,7 +376,7 @@ int signed_auth_xdp(struct xdp_md *ctx)
 	s = cryptbpf_scratch(&sa_scratch);
 	if (!s)
 		return XDP_DROP;	/* cannot happen: one-slot array */
-	switch (parse(ctx, &pkt, &s->hdr)) {
+	switch (parse(ctx, &pkt, s)) {
 	case PARSE_PASS:
 		return XDP_PASS;
 	case PARSE_OK:
@@ -448,6 +387,10 @@ int signed_auth_xdp(struct xdp_md *ctx)
 		return DROP(ks, fragmented);
 	case PARSE_MALFORMED:
 		return DROP(ks, malformed);
+	case PARSE_UNPARSED:
+		return DROP(ks, unparsed);
+	case PARSE_IP_OPTIONS:
+		return DROP(ks, ip_options);
 	default:
 		return DROP(ks, short_payload);
 	}
@@ -514,7 +457,7 @@ int signed_auth_xdp(struct xdp_md *ctx)
 		return DROP(ks, replayed);
 
 	/* 6. hand the application exactly its data */
-	if (strip_trailer(ctx, &pkt, &s->tr))
+	if (strip_trailer(ctx, &pkt, s))
 		return DROP(ks, errors);
 	COUNT(ks, verified);
 	if (ks)

@@ -133,8 +133,10 @@ struct signed_auth_counters {
 	__u64 unknown_key;        /* dropped: key id not trusted */
 	__u64 no_trailer;         /* dropped: no valid magic/version/flags */
 	__u64 short_payload;      /* dropped: payload shorter than a trailer */
-	__u64 malformed;          /* dropped: IP/UDP lengths inconsistent */
+	__u64 malformed;          /* dropped: IP/UDP header or lengths the kernel drops, or UDP length != IP payload */
 	__u64 fragmented;         /* dropped: first fragment (IPv4/IPv6) to a protected port */
 	__u64 unsupported;        /* dropped: IPv6 UDP to a protected port (not verified) */
+	__u64 unparsed;           /* dropped: more VLAN tags or IPv6 extension headers than the parser walks */
+	__u64 ip_options;         /* dropped: IPv4 options other than NOP/EOL to a protected port */
 	__u64 errors;             /* dropped: a helper or internal failure */
 };
