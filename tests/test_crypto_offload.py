@@ -526,10 +526,12 @@ def test_routing_moves_when_a_path_is_slowed(service):
         set_costs(service, idx, daemon_ns=200_000)
         assert set(served_by(service, 20)) == {"kernel"}
         # the kernel's estimate made artificially high (as if it had been
-        # slow): traffic moves to the daemon. 50 ms, not a few: on a loaded
-        # machine the daemon's own measured latency reaches milliseconds, and
-        # then the kernel would rightly win again before exploration starts
-        set_costs(service, idx, kernel_ns=50_000_000)
+        # slow): traffic moves to the daemon. 1 s, not a few ms: the first
+        # explored samples pull the EWMA down by 1/8 each, and on a loaded
+        # machine the daemon's own measured latency reaches tens of ms (seen:
+        # 50 ms fell below it within two samples). From 1 s it takes ~65
+        # samples to reach ~150 us, well inside the 100 of 400 requests below.
+        set_costs(service, idx, kernel_ns=1_000_000_000)
         assert set(served_by(service, 30)) == {"daemon"}
         # exploration (1 in 4 here) keeps measuring the kernel: its real,
         # far lower cost pulls the estimate down and traffic moves back
