@@ -20,7 +20,9 @@ import pytest
 
 from conftest import ROOT, run_cli
 
-pytestmark = pytest.mark.net
+# host_only: mount and namespace handling of the CLI, kernel-independent;
+# each test starts the CLI several times (~15 s each in the emulated guest)
+pytestmark = [pytest.mark.net, pytest.mark.host_only]
 
 PROG = "content-verifier"   # XDP only, no key: the smallest real load
 
