@@ -11,8 +11,8 @@
  * bounds. Wire format, configuration and counters: include/crypto_ratelimit.h. */
 #include "cryptbpf.bpf.h"
 #include "challenge.bpf.h"
+#include "frame_classify.bpf.h"
 #include "xdp_reply.bpf.h"
-#include "xdp_l4.bpf.h"
 #include "crypto_ratelimit.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -83,6 +83,7 @@ struct pow_scratch {
 	struct pow_msg msg;                 /* the request, then the reply */
 	struct challenge_key key;           /* install_key: the value to store */
 	__u8 raw[64];                       /* install_key: the raw key */
+	struct frame_info fi;               /* the frame, classified */
 } __attribute__((aligned(8)));
 CRYPTBPF_PERCPU_SCRATCH(pow_scratch, struct pow_scratch);
 
@@ -380,8 +381,12 @@ static __noinline int on_control(struct xdp_md *ctx, const struct xdp_udp4 *u,
 	return challenge_source(ctx, u, b, c, d);
 }
 
-/* A datagram to a protected port. */
-static __always_inline int on_protected(struct xdp_md *ctx)
+/* A datagram to a protected port. Tokens are spent only on datagrams the
+ * kernel delivers whole: a first fragment, IPv4 options other than NOP/EOL
+ * (the kernel acts on or refuses them) or a UDP length short of the IP
+ * payload leave no verdict possible. */
+static __always_inline int on_protected(struct xdp_md *ctx, int family,
+					const struct frame_info *fi)
 {
 	struct pow_config *c;
 	struct pow_bucket *b;
@@ -390,8 +395,7 @@ static __always_inline int on_protected(struct xdp_md *ctx)
 	__u32 zero = 0, d;
 	__u64 now;
 
-	if (xdp_udp4_parse(ctx, &u)) {
-		/* a first fragment or lengths that disagree: no verdict possible */
+	if (xdp_udp4_from_frame(family, fi, &u)) {
 		COUNT(bad_l4);
 		return XDP_DROP;
 	}
@@ -421,22 +425,34 @@ static __always_inline int on_protected(struct xdp_md *ctx)
 SEC("xdp")
 int crypto_ratelimit(struct xdp_md *ctx)
 {
-	struct xdp_l4 l4 = {};
-	int family = xdp_l4_classify(ctx, &l4);
+	struct pow_scratch *s = cryptbpf_scratch(&pow_scratch);
+	struct frame_info *fi;
+	__u16 port;
+	int family;
 
-	if (family == XDP_L4_BAD) {
-		COUNT(bad_l4);     /* cannot tell the port: a protected one could hide in it */
+	if (!s)
+		return XDP_DROP;
+	fi = &s->fi;
+	family = frame_classify_xdp(ctx, fi);
+	if (family < 0) {
+		/* cannot tell the port, or the kernel would drop it: a
+		 * protected one could hide in it */
+		COUNT(bad_l4);
 		return XDP_DROP;
 	}
-	if (family == XDP_L4_OTHER || l4.proto != IPPROTO_UDP_)
+	/* not UDP, or a later fragment (no port; its first fragment, if to a
+	 * protected port, is dropped below and the datagram never completes).
+	 * ICMP errors quoting a protected port carry no data: passed. */
+	if (family == FRAME_NOT_IP || fi->proto != IPPROTO_UDP_ || !(fi->flags & FRAME_F_PORTS))
 		return XDP_PASS;
-	if (!bpf_map_lookup_elem(&protected_ports, &l4.dport))
+	port = fi->dport;
+	if (!bpf_map_lookup_elem(&protected_ports, &port))
 		return XDP_PASS;
-	if (family == XDP_L4_IPV6) {
+	if (family == FRAME_IPV6) {
 		COUNT(ipv6_dropped);   /* buckets are per IPv4 source: fail closed */
 		return XDP_DROP;
 	}
-	return on_protected(ctx);
+	return on_protected(ctx, family, fi);
 }
 
 /* The server's challenge key (BPF_PROG_TEST_RUN, ctx = struct pow_key_setup):

@@ -31,11 +31,8 @@
 #include "ecdsa_p256.bpf.h"
 #include "ct.bpf.h"
 #include "challenge.bpf.h"
-/* only its classifier is used here; its reply helper may be unused */
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wunused-function"
-#include "xdp_l4.bpf.h"
-#pragma clang diagnostic pop
+#include "frame_classify.bpf.h"
+#include "xdp_reply.bpf.h"
 #include "x509.bpf.h"
 #include "pki_validator.h"
 
@@ -51,7 +48,6 @@ _Static_assert(PKI_NONCE_LEN == CHALLENGE_NONCE_LEN, "nonce");
 #define NSEC_PER_SEC 1000000000ULL
 #define PKI_SLOT_NS  (PKI_SLOT_SECONDS * NSEC_PER_SEC)
 #define PKI_REPLY_MAX 128
-#define PKI_CTRL_L4_OFF (sizeof(struct ethhdr) + sizeof(struct iphdr))
 _Static_assert(PKI_HELLO_LEN <= PKI_REPLY_MAX && PKI_ACK_LEN <= PKI_REPLY_MAX, "reply");
 
 /* UDP port of the authentication exchange (host byte order). */
@@ -129,6 +125,8 @@ struct {
 struct pki_scratch {
 	struct x509_scratch x;
 	struct challenge_scratch cs;
+	struct frame_info fi;                 /* the frame, classified */
+	struct xdp_udp4 u;                    /* a control request: where it is */
 	__be32 saddr;                         /* the request's source */
 	__u32 plen;                           /* and UDP payload length */
 	struct pki_msg msg;                   /* the request's header */
@@ -468,65 +466,18 @@ static __noinline int pki_proof_finish(struct pki_scratch *s, __be32 saddr)
 
 /* ---- replies ---- */
 
-static __always_inline __u16 ip_csum20(const __u16 *w)
-{
-	__u32 sum = 0;
-
-#pragma clang loop unroll(full)
-	for (int i = 0; i < 10; i++)
-		sum += w[i];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return ~sum;
-}
-
-/* Rewrite the request (untagged Ethernet | 20-byte IPv4 | UDP | payload)
- * into a reply to its sender carrying s->reply[0 .. plen) and send it back
- * out (XDP_TX). plen is a constant at each call and never exceeds the
- * request's payload: a reply is never larger than what caused it. The UDP
- * checksum is left at 0 ("none", legal for IPv4). */
+/* Turn the request (s->u: any VLAN tags, IPv4 without options other than
+ * NOP/EOL, UDP) into a reply to its sender carrying s->reply[0 .. plen)
+ * and send it back out (XDP_TX), tags kept, checksums computed
+ * (xdp_reply.bpf.h). plen is a constant at each call and never exceeds the
+ * request's payload: a reply is never larger than what caused it. */
 static __always_inline int pki_reply(struct xdp_md *ctx, struct pki_scratch *s,
 				     const __u32 plen)
 {
-	__u32 want = PKI_CTRL_L4_OFF + sizeof(struct udphdr) + plen;
-	__u8 mac[6];
-	__be32 a;
-	__be16 p;
-	int have = ctx->data_end - ctx->data;
-
 	if (s->plen < plen)
 		return XDP_DROP;
-	if (have != want && bpf_xdp_adjust_tail(ctx, (int)want - have))
+	if (xdp_udp4_reply(ctx, &s->u, s->reply, plen))
 		return XDP_DROP;
-	/* fresh loads of both fields: clang would otherwise pick one of the
-	 * two with a computed ctx offset, which the verifier refuses */
-	asm volatile("" ::: "memory");
-	void *data = (void *)(long)ctx->data;
-	asm volatile("" ::: "memory");
-	void *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *udp = (void *)(ip + 1);
-	__u8 *pl = (void *)(udp + 1);
-
-	if ((void *)(pl + plen) > end)
-		return XDP_DROP;
-	__builtin_memcpy(mac, eth->h_dest, 6);
-	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
-	__builtin_memcpy(eth->h_source, mac, 6);
-	a = ip->saddr;
-	ip->saddr = ip->daddr;
-	ip->daddr = a;
-	ip->tot_len = bpf_htons(want - sizeof(struct ethhdr));
-	ip->ttl = 64;
-	ip->check = 0;
-	ip->check = ip_csum20((const __u16 *)ip);
-	p = udp->source;
-	udp->source = udp->dest;
-	udp->dest = p;
-	udp->len = bpf_htons(sizeof(struct udphdr) + plen);
-	udp->check = 0;
-	__builtin_memcpy(pl, s->reply, plen);
 	return XDP_TX;
 }
 
@@ -564,33 +515,9 @@ static __always_inline int drop(__u32 reason)
 	return XDP_DROP;
 }
 
-/* A control datagram: untagged Ethernet, IPv4 without options, not
- * fragmented, UDP length consistent with IP's and the frame (trailing
- * Ethernet padding allowed). Source and payload length to s. */
-static __always_inline int pki_ctrl_parse(struct xdp_md *ctx, struct pki_scratch *s)
-{
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct udphdr *udp = (void *)(ip + 1);
-	__u32 tot, ulen;
-
-	if ((void *)(udp + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) ||
-	    ip->ihl != 5 || (bpf_ntohs(ip->frag_off) & 0x3fff))
-		return -1;
-	tot = bpf_ntohs(ip->tot_len);
-	ulen = bpf_ntohs(udp->len);
-	if (ulen < sizeof(*udp) || tot != sizeof(*ip) + ulen ||
-	    sizeof(*eth) + tot > (__u32)(end - data))
-		return -1;
-	s->saddr = ip->saddr;
-	s->plen = ulen - sizeof(*udp);
-	return 0;
-}
-
 static __always_inline int pki_control(struct xdp_md *ctx, struct pki_scratch *s)
 {
-	__u32 off = PKI_CTRL_L4_OFF + sizeof(struct udphdr), plen = s->plen;
+	__u32 off = s->u.payload_off, plen = s->plen;
 	__be32 saddr = s->saddr;
 	int r;
 
@@ -658,10 +585,11 @@ static __always_inline int pki_control(struct xdp_md *ctx, struct pki_scratch *s
 
 /* ---- protected ports ---- */
 
-static __always_inline int pki_guard(__be32 saddr)
+/* saddr: map memory (the classified frame), a map key as it is */
+static __always_inline int pki_guard(const __be32 *saddr)
 {
 	struct pki_config *cfg = pki_config();
-	struct pki_auth *a = bpf_map_lookup_elem(&authorized, &saddr);
+	struct pki_auth *a = bpf_map_lookup_elem(&authorized, saddr);
 	__u64 gen;
 
 	if (!a || !cfg)
@@ -677,41 +605,73 @@ static __always_inline int pki_guard(__be32 saddr)
 	count(PKI_R_PASSED);
 	return XDP_PASS;
 lost:
-	bpf_map_delete_elem(&authorized, &saddr);
+	bpf_map_delete_elem(&authorized, saddr);
 	count(PKI_R_LOST_AUTH);
 	return drop(PKI_R_DENIED);
 }
 
-static __always_inline int is_protected(__u16 port)
+/* port: map memory (the classified frame) */
+static __always_inline int is_protected(const __u16 *port)
 {
-	return bpf_map_lookup_elem(&protected_ports, &port) != NULL;
+	return bpf_map_lookup_elem(&protected_ports, port) != NULL;
+}
+
+/* An ICMP error is handed to the socket of the flow it quotes: one about a
+ * protected port's flow with a remote end that is not authorized cannot
+ * belong to a flow we let in, and could reset or slow down those that are
+ * (errors about authorized flows pass, whoever sends them: a router on
+ * the path, for "fragmentation needed"). Quotes that cannot be read are
+ * ignored by the kernel too. */
+static __always_inline int pki_icmp_error(const struct frame_info *fi, int family)
+{
+	struct pki_auth *a;
+
+	if ((fi->quoted_proto != FRAME_IPPROTO_TCP && fi->quoted_proto != FRAME_IPPROTO_UDP) ||
+	    !is_protected(&fi->quoted_port))
+		return XDP_PASS;
+	if (family == FRAME_IPV4) {
+		a = bpf_map_lookup_elem(&authorized, &fi->quoted_peer);
+		if (a && bpf_ktime_get_tai_ns() < a->expires_tai_ns)
+			return XDP_PASS;
+	}
+	return drop(PKI_R_ICMP_ERROR);
 }
 
 SEC("xdp")
 int pki_xdp(struct xdp_md *ctx)
 {
-	struct xdp_l4 l4 = {};
-	struct pki_scratch *s;
+	struct pki_scratch *s = cryptbpf_scratch(&scratch);
+	struct frame_info *fi;
+	int family;
 
-	switch (xdp_l4_classify(ctx, &l4)) {
-	case XDP_L4_OTHER:
+	if (!s)
+		return drop(PKI_R_ERRORS);
+	fi = &s->fi;
+	family = frame_classify_xdp(ctx, fi);
+	if (family < 0)
+		/* cannot tell the port, or the kernel would drop it: a
+		 * protected one could hide in it */
+		return drop(PKI_R_UNPARSED);
+	if (family == FRAME_NOT_IP)
 		return XDP_PASS;
-	case XDP_L4_BAD:
-		/* could hide a protected port: fail closed */
-		return drop(PKI_R_DENIED);
-	case XDP_L4_IPV6:
+	if (fi->flags & FRAME_F_ICMP_ERR)
+		return pki_icmp_error(fi, family);
+	/* not TCP/UDP, or a later fragment: no port (a fragmented datagram to
+	 * a protected port lost its first fragment here and never completes) */
+	if (!(fi->flags & FRAME_F_PORTS))
+		return XDP_PASS;
+	if (family == FRAME_IPV6)
 		/* authorization is per IPv4 address */
-		return is_protected(l4.dport) ? drop(PKI_R_DENIED) : XDP_PASS;
-	}
-	if (l4.proto == IPPROTO_UDP_ && l4.dport == ctrl_port) {
-		s = cryptbpf_scratch(&scratch);
-		if (!s)
-			return drop(PKI_R_ERRORS);
-		if (pki_ctrl_parse(ctx, s))
+		return is_protected(&fi->dport) ? drop(PKI_R_DENIED) : XDP_PASS;
+	if (fi->proto == FRAME_IPPROTO_UDP && fi->dport == ctrl_port) {
+		/* exactly one unfragmented datagram, no IP options but NOP/EOL */
+		if (xdp_udp4_from_frame(family, fi, &s->u))
 			return drop(PKI_R_MALFORMED);
+		s->saddr = s->u.saddr;
+		s->plen = s->u.payload_len;
 		return pki_control(ctx, s);
 	}
-	if (is_protected(l4.dport))
-		return pki_guard(l4.saddr);
+	if (is_protected(&fi->dport))
+		return pki_guard(&fi->saddr);
 	return XDP_PASS;
 }

@@ -17,8 +17,8 @@
  * counters: include/zkp_filter.h. */
 #include "cryptbpf.bpf.h"
 #include "challenge.bpf.h"
+#include "frame_classify.bpf.h"
 #include "xdp_reply.bpf.h"
-#include "xdp_l4.bpf.h"
 #include "zkp_filter.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -102,6 +102,7 @@ struct zkp_scratch {
 	struct zkp_proof_input proof_in;
 	struct challenge_key verifier;     /* install_key: the value to store */
 	__u8 raw[64];                      /* install_key: the raw key */
+	struct frame_info fi;              /* the frame, classified */
 };
 CRYPTBPF_PERCPU_SCRATCH(zkp_scratch, struct zkp_scratch);
 
@@ -261,14 +262,14 @@ static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
 /* A datagram to the control port: exactly one zkp_msg, or dropped. Its own
  * frame (noinline): the reply helpers and the filter path together would not
  * fit in one 512-byte stack frame. */
-static __noinline int on_control(struct xdp_md *ctx)
+static __noinline int on_control(struct xdp_md *ctx, int family)
 {
 	struct zkp_scratch *s = cryptbpf_scratch(&zkp_scratch);
 	struct xdp_udp4 u;
 
 	if (!s)
 		return XDP_DROP;
-	if (xdp_udp4_parse(ctx, &u) || u.payload_len != sizeof(struct zkp_msg) ||
+	if (xdp_udp4_from_frame(family, &s->fi, &u) || u.payload_len != sizeof(struct zkp_msg) ||
 	    bpf_xdp_load_bytes(ctx, u.payload_off, &s->msg, sizeof(s->msg)) ||
 	    s->msg.magic != bpf_htonl(ZKP_MAGIC) || s->msg.version != ZKP_VERSION ||
 	    s->msg.reserved) {
@@ -284,12 +285,12 @@ static __noinline int on_control(struct xdp_md *ctx)
 }
 
 /* Protected port: only authorized IPv4 sources, until their time is up. */
-static __always_inline int on_protected(const struct xdp_l4 *l4, int family)
+static __always_inline int on_protected(__be32 saddr, int family)
 {
 	struct zkp_auth *a;
 
-	if (family == XDP_L4_IPV4) {
-		a = bpf_map_lookup_elem(&authorized, &l4->saddr);
+	if (family == FRAME_IPV4) {
+		a = bpf_map_lookup_elem(&authorized, &saddr);
 		if (a && a->expires_ns > bpf_ktime_get_boot_ns()) {
 			COUNT(passed);
 			return XDP_PASS;
@@ -302,24 +303,62 @@ static __always_inline int on_protected(const struct xdp_l4 *l4, int family)
 	return XDP_DROP;
 }
 
+/* An ICMP error is handed to the socket of the flow it quotes: one from a
+ * protected port of ours to a remote end that is not authorized cannot
+ * belong to a flow we let in (it is forged or stale), and could reset or
+ * slow down the flows of those that are. Errors about authorized flows
+ * pass, whoever sends them (a router on the path, for "fragmentation
+ * needed"). Quotes we cannot read are ignored by the kernel too. */
+static __always_inline int on_icmp_error(const struct frame_info *fi, int family)
+{
+	struct zkp_auth *a;
+	__be32 peer = fi->quoted_peer;
+	__u16 port = fi->quoted_port;
+
+	if ((fi->quoted_proto != FRAME_IPPROTO_TCP && fi->quoted_proto != FRAME_IPPROTO_UDP) ||
+	    !bpf_map_lookup_elem(&protected_ports, &port))
+		return XDP_PASS;
+	if (family == FRAME_IPV4) {
+		a = bpf_map_lookup_elem(&authorized, &peer);
+		if (a && a->expires_ns > bpf_ktime_get_boot_ns())
+			return XDP_PASS;
+	}
+	COUNT(icmp_error);
+	return XDP_DROP;
+}
+
 SEC("xdp")
 int zkp_filter(struct xdp_md *ctx)
 {
-	struct xdp_l4 l4 = {};
-	int family = xdp_l4_classify(ctx, &l4);
+	struct zkp_scratch *s = cryptbpf_scratch(&zkp_scratch);
+	struct frame_info *fi;
+	__u16 port;
+	int family;
 
-	if (family == XDP_L4_OTHER)
-		return XDP_PASS;
-	if (family == XDP_L4_BAD) {
-		/* cannot tell the port: a protected one could hide in it */
+	if (!s)
+		return XDP_DROP;
+	fi = &s->fi;
+	family = frame_classify_xdp(ctx, fi);
+	if (family < 0) {
+		/* cannot tell the port, or the kernel would drop it: a
+		 * protected port could hide in it */
 		COUNT(bad_l4);
 		return XDP_DROP;
 	}
-	if (family == XDP_L4_IPV4 && l4.proto == IPPROTO_UDP_ && l4.dport == control_port)
-		return on_control(ctx);
-	if (!bpf_map_lookup_elem(&protected_ports, &l4.dport))
+	if (family == FRAME_NOT_IP)
 		return XDP_PASS;
-	return on_protected(&l4, family);
+	if (fi->flags & FRAME_F_ICMP_ERR)
+		return on_icmp_error(fi, family);
+	/* not TCP/UDP, or a later fragment: no port (a fragmented datagram to
+	 * a protected port lost its first fragment here and never completes) */
+	if (!(fi->flags & FRAME_F_PORTS))
+		return XDP_PASS;
+	port = fi->dport;
+	if (family == FRAME_IPV4 && fi->proto == IPPROTO_UDP_ && port == control_port)
+		return on_control(ctx, family);
+	if (!bpf_map_lookup_elem(&protected_ports, &port))
+		return XDP_PASS;
+	return on_protected(fi->saddr, family);
 }
 
 /* Keys from userspace (BPF_PROG_TEST_RUN with ctx = struct zkp_key_setup):

@@ -131,7 +131,10 @@ struct crypto_ratelimit_stats {
 	__u64 stale;            /* challenge older than the previous slot */
 	__u64 replayed;         /* solution already accepted */
 	__u64 malformed;        /* POW_MAGIC payload that is not a well-formed SOLUTION */
-	__u64 bad_l4;           /* truncated/inconsistent IP or L4 header: dropped */
+	__u64 bad_l4;           /* any port: frame not classified (more VLAN tags or IPv6
+	                         * extension headers than walked) or an IP/UDP header the
+	                         * kernel drops; protected port: first fragment, IP
+	                         * options, UDP length != IP payload */
 	__u64 ipv6_dropped;     /* IPv6 datagrams to protected ports (no IPv6 buckets) */
 	__u64 no_key;           /* no server key installed: dropped */
 	__u64 requests;         /* REQUEST messages answered */

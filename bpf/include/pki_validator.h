@@ -176,7 +176,9 @@ struct pki_key_setup {
 #define PKI_R_BAD_USAGE      16
 #define PKI_R_LOST_AUTH      17
 #define PKI_R_ERRORS         18
-#define PKI_R_COUNT          19
+#define PKI_R_UNPARSED       19
+#define PKI_R_ICMP_ERROR     20
+#define PKI_R_COUNT          21
 
 struct pki_validator_stats {
 	__u64 hello;           /* challenges issued */
@@ -198,4 +200,9 @@ struct pki_validator_stats {
 	__u64 bad_usage;       /* leaf keyUsage without digitalSignature */
 	__u64 lost_auth;       /* authorizations dropped: revoked or expired */
 	__u64 errors;          /* internal: helper or map failure */
+	__u64 unparsed;        /* any port: frame not classified (more VLAN tags or IPv6
+	                        * extension headers than walked) or an IP/L4 header the
+	                        * kernel drops */
+	__u64 icmp_error;      /* ICMP errors quoting a protected port's flow with an
+	                        * unauthorized remote end */
 };

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Answer a UDP datagram from XDP: parse a received IPv4/UDP frame, then turn
- * it into the reply in place and return XDP_TX (kernel side only).
+/* Answer a UDP datagram from XDP: take a received IPv4/UDP frame classified
+ * by frame_classify.bpf.h, then turn it into the reply in place and return
+ * XDP_TX (kernel side only).
  *
+ *   int r = frame_classify_xdp(ctx, &fi);
  *   struct xdp_udp4 u;
- *   if (xdp_udp4_parse(ctx, &u))             // 0: consistent IPv4/UDP datagram
- *       return XDP_PASS;
+ *   if (xdp_udp4_from_frame(r, &fi, &u))    // 0: an unfragmented IPv4/UDP datagram
+ *       return XDP_DROP;                     //    whose UDP length is its IP payload
  *   ... read the request: bpf_xdp_load_bytes(ctx, u.payload_off, buf, n) ...
  *   if (xdp_udp4_reply(ctx, &u, reply, sizeof(*reply)))  // reply: map memory
  *       return XDP_DROP;
@@ -15,17 +17,16 @@
  * payload is exactly `len` bytes, writes the payload, sets IP total length,
  * TTL (64) and UDP length, and recomputes the IPv4 header checksum (options
  * included) and the UDP checksum (pseudo-header, header and payload) in
- * full. VLAN tags (up to two, 802.1Q/802.1ad) are kept, so the reply leaves
- * on the VLAN the request came in on.
+ * full. VLAN tags (as many as the classifier walks) are kept, so the reply
+ * leaves on the VLAN the request came in on.
  *
  * Reflection: a spoofed request makes XDP send the reply to the spoofed
  * address. Callers should not answer with more bytes than they received
  * (zkp_filter's hello is as long as its challenge) or must bound how many
  * replies one address can cause (crypto_ratelimit).
  *
- * Parsing reads the packet directly (it runs for every packet); the reply
- * copies headers with bpf_xdp_load_bytes()/bpf_xdp_store_bytes(), which
- * keeps the bounds reasoning trivial after the resize. Kernel >= 5.18
+ * The reply copies headers with bpf_xdp_load_bytes()/bpf_xdp_store_bytes(),
+ * which keeps the bounds reasoning trivial after the resize. Kernel >= 5.18
  * (bpf_xdp_load_bytes); bpf_xdp_adjust_tail() can grow a frame only into
  * the driver's tailroom (veth and generic XDP have plenty; some drivers have
  * little), so replies should be small.
@@ -33,11 +34,8 @@
 #pragma once
 
 #include "cryptbpf.bpf.h"
+#include "frame_classify.bpf.h"
 
-#ifndef ETH_P_8021Q
-#define ETH_P_8021Q  0x8100
-#define ETH_P_8021AD 0x88A8
-#endif
 #ifndef IPPROTO_UDP_
 #define IPPROTO_UDP_ 17
 #endif
@@ -54,18 +52,13 @@
 #define XDP_REPLY_NO_ROOM (-2)      /* the frame could not grow (no tailroom) */
 
 struct xdp_udp4 {
-	__u32 l3_off;        /* IPv4 header (14, or 18/22 behind VLAN tags) */
+	__u32 l3_off;        /* IPv4 header (14, or 18... behind VLAN tags) */
 	__u32 l4_off;        /* UDP header */
 	__u32 payload_off;   /* first payload byte */
 	__u32 payload_len;   /* UDP length - 8 */
 	__u32 ihl;           /* IPv4 header length in bytes, 20..60 */
 	__be32 saddr, daddr; /* network byte order, as on the wire */
 	__be16 sport, dport; /* network byte order */
-};
-
-struct xdp_vlan_hdr {
-	__be16 tci;
-	__be16 proto;          /* encapsulated ethertype */
 };
 
 /* Length of the frame (XDP programs without the frags flag only ever see
@@ -76,65 +69,27 @@ static __always_inline __u32 xdp_frame_len(struct xdp_md *ctx)
 	return (void *)(long)ctx->data_end - (void *)(long)ctx->data;
 }
 
-/* Pointer just past the Ethernet header and up to two VLAN tags, with the
- * inner ethertype in *proto; NULL if the frame is too short. Direct packet
- * access: on the per-packet path every helper call counts. */
-static __always_inline void *xdp_l2(struct xdp_md *ctx, __be16 *proto)
+/* The request as a reply needs it: frame_classify_xdp() said r (IPv4) and
+ * fi is a UDP datagram, not fragmented, with IPv4 options NOP/EOL only (a
+ * reply carries the request's options back) and a UDP length covering the
+ * IP payload exactly (trailing Ethernet padding allowed). 0 = yes, u
+ * filled; -1 = anything else. */
+static __always_inline int xdp_udp4_from_frame(int r, const struct frame_info *fi,
+					       struct xdp_udp4 *u)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
-	struct xdp_vlan_hdr *v;
-	void *p = eth + 1;
-
-	if (p > end)
-		return NULL;
-	*proto = eth->h_proto;
-#pragma clang loop unroll(full)
-	for (int i = 0; i < 2; i++) {
-		if (*proto != bpf_htons(ETH_P_8021Q) && *proto != bpf_htons(ETH_P_8021AD))
-			break;
-		v = p;
-		if ((void *)(v + 1) > end)
-			return NULL;
-		*proto = v->proto;
-		p = v + 1;
-	}
-	return p;
-}
-
-/* An unfragmented IPv4/UDP datagram whose IP and UDP lengths agree with each
- * other and fit in the frame (trailing Ethernet padding allowed). 0 = found,
- * -1 = anything else (not IPv4/UDP, a fragment, truncated, inconsistent). */
-static __always_inline int xdp_udp4_parse(struct xdp_md *ctx, struct xdp_udp4 *u)
-{
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct udphdr *udp;
-	struct iphdr *ip;
-	__be16 proto;
-	__u32 tot_len;
-
-	ip = xdp_l2(ctx, &proto);
-	if (!ip || proto != bpf_htons(ETH_P_IP) || (void *)(ip + 1) > end)
+	if (r != FRAME_IPV4 || fi->proto != IPPROTO_UDP_ ||
+	    (fi->flags & (FRAME_F_FRAG_FIRST | FRAME_F_FRAG_LATER | FRAME_F_IP_OPTS)) ||
+	    fi->udp_len != fi->l3_end - fi->l4_off)
 		return -1;
-	if (ip->version != 4 || ip->protocol != IPPROTO_UDP_ ||
-	    (bpf_ntohs(ip->frag_off) & IP_DF_MF_OFF_MASK))
-		return -1;
-	u->ihl = ip->ihl * 4;
-	tot_len = bpf_ntohs(ip->tot_len);
-	u->l3_off = (void *)ip - data;
-	if (u->ihl < sizeof(*ip) || tot_len < u->ihl + sizeof(*udp) ||
-	    u->l3_off + tot_len > (__u32)(end - data))
-		return -1;
-	udp = (void *)ip + u->ihl;
-	if ((void *)(udp + 1) > end || bpf_ntohs(udp->len) != tot_len - u->ihl)
-		return -1;
-	u->l4_off = u->l3_off + u->ihl;
-	u->saddr = ip->saddr;
-	u->daddr = ip->daddr;
-	u->sport = udp->source;
-	u->dport = udp->dest;
-	u->payload_off = u->l4_off + sizeof(*udp);
-	u->payload_len = tot_len - u->ihl - sizeof(*udp);
+	u->l3_off = fi->l3_off;
+	u->ihl = fi->ihl;
+	u->l4_off = fi->l4_off;
+	u->saddr = fi->saddr;
+	u->daddr = fi->daddr;
+	u->sport = bpf_htons(fi->sport);
+	u->dport = bpf_htons(fi->dport);
+	u->payload_off = u->l4_off + sizeof(struct udphdr);
+	u->payload_len = fi->udp_len - sizeof(struct udphdr);
 	return 0;
 }
 
@@ -245,14 +200,26 @@ static __noinline int xdp_udp4_reply(struct xdp_md *ctx, const struct xdp_udp4 *
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)ph, sizeof(*ph), 0);
 	if (sum < 0)
 		return -1;
+	/* len and padded were checked at the top, but clang may spill them
+	 * as 32-bit values, whose bounds the verifier does not keep: bound
+	 * them again in the registers the calls take */
+	padded = (len + 3) & ~3U;
+	CRYPTBPF_CLAMP(padded, XDP_REPLY_MAX_PAYLOAD);
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)payload, padded, (__wsum)sum);
 	if (sum < 0)
 		return -1;
 	ph->udp.check = xdp_csum_fold(sum);
 	if (!ph->udp.check)
 		ph->udp.check = 0xffff;  /* 0 means "no checksum" in IPv4 UDP */
-	if (bpf_xdp_store_bytes(ctx, u->l4_off, &ph->udp, sizeof(ph->udp)) ||
-	    bpf_xdp_store_bytes(ctx, u->payload_off, (void *)payload, len))
+	if (bpf_xdp_store_bytes(ctx, u->l4_off, &ph->udp, sizeof(ph->udp)))
 		return -1;
+	{
+		__u64 b = len;
+
+		asm volatile("if %0 >= 1 goto +1; %0 = 1;"
+			     "if %0 <= %1 goto +1; %0 = %1" : "+r"(b) : "i"(XDP_REPLY_MAX_PAYLOAD));
+		if (bpf_xdp_store_bytes(ctx, u->payload_off, (void *)payload, b))
+			return -1;
+	}
 	return 0;
 }

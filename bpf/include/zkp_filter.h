@@ -106,9 +106,13 @@ struct zkp_filter_stats {
 	__u64 stale;           /* challenge older than the previous slot */
 	__u64 replayed;        /* challenge already answered */
 	__u64 unknown_key;     /* no verifier for key_id (or revoked) */
-	__u64 malformed;       /* control-port datagram of the wrong size/magic/type */
-	__u64 bad_l4;          /* truncated/inconsistent IP or L4 header: dropped */
+	__u64 malformed;       /* control-port datagram of the wrong size/magic/type, fragment, IP options */
+	__u64 bad_l4;          /* any port: frame not classified (more VLAN tags or IPv6
+	                        * extension headers than walked), or an IP/L4 header the
+	                        * kernel drops (truncated, inconsistent, bad checksum) */
 	__u64 expired;         /* protected-port packets whose authorization expired */
 	__u64 no_key;          /* hello/proof before the server key was installed */
 	__u64 errors;          /* helper failures (frame could not be resized...) */
+	__u64 icmp_error;      /* ICMP errors quoting a protected port's flow with an
+	                        * unauthorized remote end: dropped */
 };
