@@ -7,11 +7,16 @@
  * compare). Every packet is hashed: nothing is cached, the allowlist only
  * narrows what may pass and counts hits. Anything else aimed at the port
  * (wrong lengths, truncated or unknown headers, fragments) is dropped and
- * counted by reason. Wire format: include/content_verifier.h. */
+ * counted by reason, and so is, whatever its port, a frame the shared
+ * classifier cannot see through (frame_classify.bpf.h: VLAN tags and IPv6
+ * extension headers beyond its bounds) or whose headers the kernel drops.
+ * Wire format: include/content_verifier.h. */
 #include "cryptbpf.bpf.h"
 #include "sha256.bpf.h"
 #include "ct.bpf.h"
 #include "content_verifier.h"
+#define FRAME_MAX_EXT CV_IPV6_MAX_EXT
+#include "frame_classify.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -54,6 +59,7 @@ struct cv_scratch {
 	struct cryptbpf_sha256_ctx sha;
 	struct cas_hdr hdr;
 	__u8 digest[SHA256_DIGEST_SIZE];
+	struct frame_info fi;
 };
 CRYPTBPF_PERCPU_SCRATCH(scratch, struct cv_scratch);
 
@@ -73,160 +79,46 @@ enum cv_verdict {
 };
 
 #define IPPROTO_UDP_   17
-#define IP_MF_         0x2000
-#define IP_OFFSET_     0x1fff
-#define ETH_P_8021Q_   0x8100
-#define ETH_P_8021AD_  0x88A8
-#define IP6_OFFSET_    0xfff8
-#define NEXTHDR_HOP_       0
-#define NEXTHDR_ROUTING_  43
-#define NEXTHDR_FRAGMENT_ 44
-#define NEXTHDR_AUTH_     51
-#define NEXTHDR_DEST_     60
 
 struct cv_loc {
 	__u32 payload_off;   /* first byte after the UDP header */
 	__u32 payload_len;   /* UDP length - 8 */
 };
 
-/* Skip up to two VLAN tags (802.1Q / 802.1ad) after the MAC addresses, so
- * tagged traffic cannot walk around the check. Returns the ethertype and
- * advances *off to the network header; 0 if the frame is too short. */
-static __always_inline __be16 cv_ethertype(struct xdp_md *xdp, __u32 *off)
-{
-	struct { __be16 tci; __be16 proto; } tag;
-	__be16 proto;
-
-	if (bpf_xdp_load_bytes(xdp, 12, &proto, sizeof(proto)))
-		return 0;
-	*off = sizeof(struct ethhdr);
-#pragma clang loop unroll(full)
-	for (int i = 0; i < 2; i++) {
-		if (proto != bpf_htons(ETH_P_8021Q_) && proto != bpf_htons(ETH_P_8021AD_))
-			break;
-		if (bpf_xdp_load_bytes(xdp, *off, &tag, sizeof(tag)))
-			return 0;
-		proto = tag.proto;
-		*off += 4;
-	}
-	return proto;
-}
-
-/* Where an IP datagram's UDP header is, and where the datagram ends
- * according to its IP header (frame offsets). */
-struct cv_l3 {
-	__u32 l4_off;
-	__u32 l3_end;
-	bool first_frag;   /* first fragment of a fragmented datagram */
-};
-
-/* IPv4: any frame too short for its IPv4 header (or, for UDP, its UDP
- * header) can never be delivered -- the IP layer discards it -- so it is
- * dropped here already: no truncation of a datagram to the port passes. */
-static __always_inline int cv_ipv4(struct xdp_md *xdp, __u32 off, struct cv_l3 *l3)
-{
-	struct iphdr ip;
-	__u16 frag;
-
-	if (bpf_xdp_load_bytes(xdp, off, &ip, sizeof(ip)) || ip.version != 4 || ip.ihl < 5)
-		return CV_MALFORMED;
-	if (ip.protocol != IPPROTO_UDP_)
-		return CV_NOT_OURS;
-	frag = bpf_ntohs(ip.frag_off);
-	/* Later fragments carry no UDP header, so no port: let them by. The
-	 * first fragment of a datagram to the port is dropped, so such a
-	 * datagram is never reassembled. */
-	if (frag & IP_OFFSET_)
-		return CV_NOT_OURS;
-	l3->first_frag = frag & IP_MF_;
-	l3->l4_off = off + ip.ihl * 4;
-	l3->l3_end = off + bpf_ntohs(ip.tot_len);
-	return CV_PASS;
-}
-
-/* IPv6: walk up to CV_IPV6_MAX_EXT extension headers to the UDP header.
- * A longer chain hides the port, so it is dropped (counted as unparsed)
- * rather than let through unverified. */
-static __always_inline int cv_ipv6(struct xdp_md *xdp, __u32 off, struct cv_l3 *l3)
-{
-	struct ipv6hdr ip6;
-	struct frag_hdr fh;
-	struct ipv6_opt_hdr opt;
-	__u32 hoff = off + sizeof(ip6);
-	__u8 next;
-
-	if (bpf_xdp_load_bytes(xdp, off, &ip6, sizeof(ip6)) || ip6.version != 6)
-		return CV_MALFORMED;
-	next = ip6.nexthdr;
-	l3->first_frag = false;
-#pragma clang loop unroll(full)
-	for (int i = 0; i < CV_IPV6_MAX_EXT; i++) {
-		if (next == IPPROTO_UDP_)
-			break;
-		if (next == NEXTHDR_FRAGMENT_) {
-			if (bpf_xdp_load_bytes(xdp, hoff, &fh, sizeof(fh)))
-				return CV_MALFORMED;
-			if (bpf_ntohs(fh.frag_off) & IP6_OFFSET_)
-				return CV_NOT_OURS;        /* later fragment, as for IPv4 */
-			l3->first_frag = true;   /* (an atomic fragment, M=0, too: no reason to send one) */
-			next = fh.nexthdr;
-			hoff += sizeof(fh);
-		} else if (next == NEXTHDR_HOP_ || next == NEXTHDR_ROUTING_ ||
-			   next == NEXTHDR_DEST_ || next == NEXTHDR_AUTH_) {
-			if (bpf_xdp_load_bytes(xdp, hoff, &opt, sizeof(opt)))
-				return CV_MALFORMED;
-			if (next == NEXTHDR_AUTH_)   /* AH counts 4-octet units, minus 2 */
-				hoff += (opt.hdrlen + 2) * 4;
-			else                         /* the others 8-octet units, minus 1 */
-				hoff += (opt.hdrlen + 1) * 8;
-			next = opt.nexthdr;
-		} else {
-			return CV_NOT_OURS;        /* TCP, ICMPv6, ESP, ... */
-		}
-	}
-	if (next != IPPROTO_UDP_)
-		return CV_UNPARSED;
-	l3->l4_off = hoff;
-	l3->l3_end = off + sizeof(ip6) + bpf_ntohs(ip6.payload_len);
-	return CV_PASS;
-}
-
 /* Find the UDP payload of a datagram to the protected port, with IP and UDP
- * lengths that agree with each other and with the frame. Headers are copied
- * with bpf_xdp_load_bytes(), so variable offsets (IP options, extension
- * headers) need no packet-pointer gymnastics. */
-static __always_inline int cv_locate(struct xdp_md *xdp, struct cv_loc *loc)
+ * lengths that agree with each other and with the frame (IPv4 or IPv6,
+ * behind any VLAN tags, IPv4 options or IPv6 extension headers the
+ * classifier walks). */
+static __always_inline int cv_locate(struct xdp_md *xdp, struct cv_scratch *s,
+				     struct cv_loc *loc)
 {
-	__u32 off, frame_len = bpf_xdp_get_buff_len(xdp);
-	struct cv_l3 l3 = {};
-	struct udphdr udp;
-	__be16 proto;
-	int r;
+	struct frame_info *fi = &s->fi;
+	int r = frame_classify_xdp(xdp, fi);
 
-	proto = cv_ethertype(xdp, &off);
-	if (proto == bpf_htons(ETH_P_IP))
-		r = cv_ipv4(xdp, off, &l3);
-	else if (proto == bpf_htons(ETH_P_IPV6))
-		r = cv_ipv6(xdp, off, &l3);
-	else
+	switch (r) {
+	case FRAME_BAD_L2:
+	case FRAME_BAD_EXT:
+		return CV_UNPARSED;      /* the port could hide behind them */
+	case FRAME_BAD_HDR:
+		return CV_MALFORMED;     /* an IP or UDP header cut short, or refused */
+	case FRAME_BAD_LEN:
+		return CV_BAD_LENGTH;    /* lengths the kernel drops */
+	case FRAME_NOT_IP:
 		return CV_NOT_OURS;
-	if (r != CV_PASS)
-		return r;
-	if (bpf_xdp_load_bytes(xdp, l3.l4_off, &udp, sizeof(udp)))
-		return CV_MALFORMED;
-	if (udp.dest != bpf_htons(udp_port))
+	}
+	/* not UDP, or a later fragment: no port. Without its first fragment
+	 * (dropped below) the stack never reassembles it. */
+	if (fi->proto != IPPROTO_UDP_ || !(fi->flags & FRAME_F_PORTS) || fi->dport != udp_port)
 		return CV_NOT_OURS;
-	if (l3.first_frag)
+	if (fi->flags & FRAME_F_FRAG_FIRST)
 		return CV_FRAGMENT;
-	/* The frame may be longer (Ethernet padding), never shorter. UDP length
-	 * must cover the IP payload exactly: the stack would trim extra bytes,
-	 * and what is hashed must be exactly what the socket receives. (The
-	 * u32 offsets are < 2^17, so the sums cannot wrap.) */
-	if (l3.l3_end > frame_len || l3.l3_end < l3.l4_off + sizeof(udp) ||
-	    bpf_ntohs(udp.len) != l3.l3_end - l3.l4_off)
+	/* UDP length must cover the IP payload exactly: the stack would trim
+	 * extra bytes, and what is hashed must be exactly what the socket
+	 * receives. The frame may be longer (Ethernet padding). */
+	if (fi->udp_len != fi->l3_end - fi->l4_off)
 		return CV_BAD_LENGTH;
-	loc->payload_off = l3.l4_off + sizeof(udp);
-	loc->payload_len = bpf_ntohs(udp.len) - sizeof(udp);
+	loc->payload_off = fi->l4_off + sizeof(struct udphdr);
+	loc->payload_len = fi->udp_len - sizeof(struct udphdr);
 	return CV_PASS;
 }
 
@@ -306,15 +198,15 @@ static __always_inline int cv_count(int verdict, __u32 content_len)
 SEC("xdp")
 int content_verify(struct xdp_md *xdp)
 {
-	struct cv_scratch *s;
+	struct cv_scratch *s = cryptbpf_scratch(&scratch);
 	struct cv_loc loc = {};
 	__u32 content_len = 0;
 	int verdict;
 
-	verdict = cv_locate(xdp, &loc);
-	if (verdict == CV_PASS) {
-		s = cryptbpf_scratch(&scratch);
-		verdict = s ? cv_judge(xdp, &loc, s, &content_len) : CV_ERROR;
-	}
+	if (!s)
+		return cv_count(CV_ERROR, 0);
+	verdict = cv_locate(xdp, s, &loc);
+	if (verdict == CV_PASS)
+		verdict = cv_judge(xdp, &loc, s, &content_len);
 	return cv_count(verdict, content_len);
 }

@@ -23,6 +23,7 @@
 #include "cryptbpf.bpf.h"
 #include "hmac.bpf.h"
 #include "chacha20_poly1305.bpf.h"
+#include "frame_classify.bpf.h"
 #include "crypto_offload.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -99,6 +100,7 @@ struct oreq {
 	__u32 key_id;
 	__u16 data_len, aad_len;
 	__u8 op, version, bucket;
+	struct frame_info fi;   /* the frame, classified */
 };
 
 /* Per-CPU working memory: hash/MAC state, AEAD state, the nonce and AAD
@@ -220,40 +222,30 @@ static __always_inline void kernel_cost_update(const struct offload_config *cfg,
 /* ------------------------------------------------------------ parsing */
 
 /* An IPv4/UDP datagram to udp_port, possibly the first fragment of a
- * larger one. 0 = ours; -1 = anything else (the stack handles it). */
+ * larger one, as the shared classifier sees it (any VLAN tags, the IPv4
+ * header as strict as the kernel's). 0 = ours; -1 = anything else: the
+ * stack handles it. crypto-offload guards nothing, so what the classifier
+ * cannot see through (FRAME_BAD_*) goes to the stack too, which drops what
+ * it would drop and delivers the rest to the daemon's socket, where the
+ * daemon validates it; XDP only answers requests the kernel would deliver. */
 static __always_inline int parse_udp(struct xdp_md *ctx, struct oreq *r)
 {
-	__u32 frame_len = bpf_xdp_get_buff_len(ctx), tot_len, ihl;
-	struct ethhdr eth;
-	struct iphdr ip;
-	struct udphdr udp;
-	__u16 frag;
+	struct frame_info *fi = &r->fi;
+	int f = frame_classify_xdp(ctx, fi);
 
-	if (bpf_xdp_load_bytes(ctx, 0, &eth, sizeof(eth)) || eth.h_proto != bpf_htons(ETH_P_IP))
+	if (f != FRAME_IPV4 || fi->proto != IPPROTO_UDP_ || !(fi->flags & FRAME_F_PORTS) ||
+	    fi->dport != udp_port || fi->udp_len < sizeof(struct udphdr))
 		return -1;
-	r->l3_off = sizeof(eth);
-	if (bpf_xdp_load_bytes(ctx, r->l3_off, &ip, sizeof(ip)) ||
-	    ip.version != 4 || ip.protocol != IPPROTO_UDP_)
-		return -1;
-	frag = bpf_ntohs(ip.frag_off);
-	if (frag & IP_OFFSET)           /* later fragments carry no UDP header */
-		return -1;
-	r->frag = !!(frag & IP_MF);
-	ihl = ip.ihl * 4;
-	tot_len = bpf_ntohs(ip.tot_len);
-	if (ihl < sizeof(ip) || tot_len < ihl + sizeof(udp) || r->l3_off + tot_len > frame_len)
-		return -1;
-	r->l4_off = r->l3_off + ihl;
-	if (bpf_xdp_load_bytes(ctx, r->l4_off, &udp, sizeof(udp)) ||
-	    udp.dest != bpf_htons(udp_port))
-		return -1;
-	/* unfragmented: the UDP length must match IP's; a first fragment
+	r->frag = !!(fi->flags & FRAME_F_FRAG_FIRST);
+	/* unfragmented: the UDP length must match IP's (a shorter one is
+	 * legal, the stack trims the rest: left to it); a first fragment
 	 * carries the whole datagram's UDP length */
-	if (bpf_ntohs(udp.len) < sizeof(udp) ||
-	    (!r->frag && bpf_ntohs(udp.len) != tot_len - ihl))
+	if (!r->frag && fi->udp_len != fi->l3_end - fi->l4_off)
 		return -1;
-	r->pl_off = r->l4_off + sizeof(udp);
-	r->pl_len = bpf_ntohs(udp.len) - sizeof(udp);
+	r->l3_off = fi->l3_off;
+	r->l4_off = fi->l4_off;
+	r->pl_off = r->l4_off + sizeof(struct udphdr);
+	r->pl_len = fi->udp_len - sizeof(struct udphdr);
 	return 0;
 }
 

@@ -261,7 +261,28 @@ class Pki(Guard):
         return f, f
 
 
-GUARDS = {g.name: g for g in (SignedAuth, Zkp, Ratelimit, Pki)}
+class ContentVerifier(Guard):
+    name, obj_name, xdp = "content-verifier", "content_verifier", "content_verify"
+    attack_reason = "mismatch"
+    bad = {"l2": "unparsed", "hdr": "malformed", "len": "bad_length", "ext": "unparsed",
+           "frag": "fragment", "frag6": "fragment"}
+
+    def __init__(self):
+        from cryptbpf import cas
+        from cryptbpf.programs import content_verifier
+        import test_content_verifier as tc
+        self.tc, self.spec, self.port = tc, content_verifier.SPEC, cas.DEFAULT_PORT
+
+    def attack_payload(self) -> bytes:
+        return self.tc.hdr(b"A" * 40) + b"B" * 40          # same length, other content
+
+    def legit(self, obj, vlans=()):
+        content = os.urandom(300)
+        f = udp4(self.tc.hdr(content) + content, self.port, vlans)
+        return f, f
+
+
+GUARDS = {g.name: g for g in (SignedAuth, Zkp, Ratelimit, Pki, ContentVerifier)}
 
 
 @pytest.fixture(params=list(GUARDS))
@@ -582,3 +603,57 @@ def test_signed_auth_copy_the_kernel_discards_does_not_use_up_the_sequence(veth_
         with inside(veth_pair.ns_b):
             attach.xdp_detach(att)
         g.obj.close()
+
+
+# ---------------------------------------------------------------- crypto-offload
+
+@pytest.fixture
+def offload():
+    """crypto-offload guards no port: it answers requests in XDP or leaves
+    them to the stack (and its daemon). What it cannot classify goes to the
+    stack untouched; it never answers a request the kernel would drop."""
+    require_root()
+    from cryptbpf.offload import control
+    from cryptbpf.programs.crypto_offload import SPEC
+    for f in SPEC.requires:
+        require_feature(f)
+    obj = BpfObject.open(str(bpf_object(SPEC.object))).load()
+    control.setup(obj)
+    yield obj
+    obj.close()
+
+
+def _offload_request(vlans=(), **ip_kw) -> bytes:
+    from cryptbpf.offload import protocol as P
+    return udp4(P.request("sha256", b"behind tags" * 10, req_id=77), P.DEFAULT_PORT, vlans, **ip_kw)
+
+
+@pytest.mark.parametrize("kind", list(TAG_KINDS))
+def test_offload_answers_behind_tags_and_leaves_the_rest_to_the_stack(offload, kind):
+    import hashlib
+    from cryptbpf.offload import protocol as P
+    for n in range(MAX_TAGS + 2):
+        req = _offload_request(tags(n, **TAG_KINDS[kind]))
+        res = offload.program("offload_xdp").test_run(data=req)
+        if n > MAX_TAGS:
+            assert res.retval == XDP_PASS and res.data == req, n      # not classified: the stack's
+            continue
+        assert res.retval == XDP_TX, n
+        l2n = _l2_len(req)
+        assert res.data[12:l2n] == req[12:l2n]                         # tags kept
+        ip_out = IP(res.data[l2n:])
+        rep = P.parse_reply(bytes(ip_out[UDP].payload))
+        assert rep.result == hashlib.sha256(b"behind tags" * 10).digest()
+
+
+def test_offload_never_answers_what_the_kernel_drops(offload):
+    """A request whose IPv4 header the kernel would drop was answered (and
+    its cost counted) before the shared classifier: now it goes to the
+    stack untouched, which drops it."""
+    req = _offload_request()
+    for name, f in {"version-nibble": refix_ip(req, 14, vihl=0x55),
+                    "ihl-4": refix_ip(req, 14, vihl=0x44),
+                    "ip-checksum": req[:24] + bytes([req[24] ^ 0xff]) + req[25:],
+                    "ten-tags": _offload_request(tags(MAX_TAGS + 2))}.items():
+        res = offload.program("offload_xdp").test_run(data=f)
+        assert res.retval == XDP_PASS and res.data == f, name

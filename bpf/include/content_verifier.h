@@ -84,13 +84,16 @@ struct cas_allow_entry {
 struct content_verifier_stats {
 	__u64 passed;          /* verified: content hashes to its id */
 	__u64 mismatch;        /* dropped: SHA-256(content) != id */
-	__u64 bad_length;      /* dropped: length field, UDP or IP lengths inconsistent */
+	__u64 bad_length;      /* dropped: length field, UDP or IP lengths inconsistent (any
+	                        * port: lengths the kernel drops) */
 	__u64 truncated;       /* dropped: UDP payload shorter than struct cas_hdr */
 	__u64 bad_header;      /* dropped: magic, version, type, flags or reserved wrong */
 	__u64 not_allowed;     /* dropped: allowlist enforced and id not on it */
 	__u64 fragment;        /* dropped: first fragment of a datagram to the port */
-	__u64 malformed;       /* dropped: IP frame cut before the end of its UDP header */
-	__u64 unparsed;        /* dropped: IPv6 extension header chain too long to see the port */
+	__u64 malformed;       /* dropped, any port: IP or UDP header cut by the end of the
+	                        * frame, or one the kernel drops (version, IHL, checksum) */
+	__u64 unparsed;        /* dropped, any port: more VLAN tags (8) or IPv6 extension
+	                        * headers (CV_IPV6_MAX_EXT) than walked: the port could hide */
 	__u64 errors;          /* dropped: a helper failed */
 	__u64 bytes_verified;  /* content bytes of passed datagrams */
 };
