@@ -11,7 +11,20 @@
  *   tunnel_aes_setup, tunnel_mac_setup (SYSCALL)  key installation
  *
  * Wire format and map layout: include/encrypted_tunnel.h. Anything that
- * cannot be protected is dropped and counted, never sent in clear. */
+ * cannot be protected is dropped and counted, never sent in clear.
+ *
+ * Which frames are the peer's: all three hooks classify with
+ * frame_classify.bpf.h (VLAN tags of any id up to its bound, the IPv4
+ * header as the kernel checks it), so a peer's address is found behind any
+ * tags the kernel would strip. The seal and open programs work on an IPv4
+ * header at a fixed offset (TUNNEL_L3_OFF): a tunnel packet to or from a
+ * peer is handled only when TC sees it untagged, which is the case for
+ * untagged frames and for one VLAN id 0 tag (moved to skb->vlan_tci before
+ * TC ingress; kept there on egress). Any other tagging of a peer's traffic
+ * (tags left in the frame, a VLAN id other than 0: a VLAN sub-interface on
+ * top of this device) is dropped and counted (`tagged`), in both
+ * directions: never sent in clear, never opened for a stack that may not
+ * get it. Cleartext from a peer is dropped behind any tags. */
 #include "cryptbpf.bpf.h"
 #include "kfuncs.bpf.h"
 #include "aes_cbc.bpf.h"
@@ -20,6 +33,7 @@
 #include "encrypted_tunnel.h"
 #include "tunnel_pkt.bpf.h"
 #include "tunnel_replay.bpf.h"
+#include "frame_classify.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -593,18 +607,37 @@ static __always_inline __u32 suite_prog(const struct tunnel_peer *peer, __u32 di
 	return (peer->suite & 3) * 2 + dir;
 }
 
+/* A peer's traffic as the seal/open programs need it: no tag left in the
+ * frame, and no VLAN id other than 0 in skb->vlan_tci. */
+static __always_inline int tunnel_untagged(const struct frame_info *fi)
+{
+	return !fi->tags && !(fi->flags & FRAME_F_VLAN_ID);
+}
+
 SEC("tc")
 int tunnel_egress(struct __sk_buff *skb)
 {
 	struct tunnel_peer *peer;
-	__be32 daddr;
+	struct frame_info fi;
+	int r;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP) ||
-	    bpf_skb_load_bytes(skb, TUNNEL_L3_OFF + offsetof(struct iphdr, daddr), &daddr, 4))
-		return TC_ACT_OK;
-	peer = bpf_map_lookup_elem(&peers, &daddr);
+	/* by what the frame holds, not skb->protocol (0x8100 when a VLAN
+	 * device on top of us left its tag in the frame) */
+	r = frame_classify_skb(skb, &fi, FRAME_L3_ONLY);
+	if (r == FRAME_BAD_L2) {
+		/* more tags than we walk: the destination cannot be seen */
+		COUNT(stats_row(TUNNEL_NO_PEER_ROW), unparsed);
+		return TC_ACT_SHOT;
+	}
+	if (!(fi.flags & FRAME_F_ADDRS) || fi.family != 4)
+		return TC_ACT_OK;	/* no IPv4 header to protect */
+	peer = bpf_map_lookup_elem(&peers, &fi.daddr);
 	if (!peer)
 		return TC_ACT_OK;	/* not a peer: untouched */
+	if (!tunnel_untagged(&fi)) {
+		COUNT(stats_row(peer->index), tagged);
+		return TC_ACT_SHOT;
+	}
 	bpf_tail_call(skb, &tunnel_progs, suite_prog(peer, TUNNEL_DIR_SEAL));
 	COUNT(stats_row(peer->index), errors);	/* no program for the suite */
 	return TC_ACT_SHOT;
@@ -614,13 +647,20 @@ SEC("tc")
 int tunnel_ingress(struct __sk_buff *skb)
 {
 	struct tunnel_peer *peer;
-	struct iphdr ip;
+	struct frame_info fi;
+	int r;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP) ||
-	    bpf_skb_load_bytes(skb, TUNNEL_L3_OFF, &ip, sizeof(ip)))
-		return TC_ACT_OK;
-	peer = bpf_map_lookup_elem(&peers, &ip.saddr);
-	if (ip.protocol != TUNNEL_IPPROTO) {
+	r = frame_classify_skb(skb, &fi, FRAME_L3_ONLY);
+	if (r == FRAME_BAD_L2) {
+		/* the kernel strips VLAN id 0 tags however many: a peer's
+		 * cleartext could hide behind more than we walk */
+		COUNT(stats_row(TUNNEL_NO_PEER_ROW), unparsed);
+		return TC_ACT_SHOT;
+	}
+	if (!(fi.flags & FRAME_F_ADDRS) || fi.family != 4)
+		return TC_ACT_OK;	/* not IPv4 (or no header the kernel takes) */
+	peer = bpf_map_lookup_elem(&peers, &fi.saddr);
+	if (fi.proto != TUNNEL_IPPROTO) {
 		if (!peer)
 			return TC_ACT_OK;	/* not a peer: untouched */
 		COUNT(stats_row(peer->index), clear_from_peer);
@@ -628,6 +668,10 @@ int tunnel_ingress(struct __sk_buff *skb)
 	}
 	if (!peer) {
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), not_peer);
+		return TC_ACT_SHOT;
+	}
+	if (!tunnel_untagged(&fi)) {
+		COUNT(stats_row(peer->index), tagged);
 		return TC_ACT_SHOT;
 	}
 	bpf_tail_call(skb, &tunnel_progs, suite_prog(peer, TUNNEL_DIR_OPEN));
@@ -640,24 +684,26 @@ int tunnel_ingress(struct __sk_buff *skb)
 SEC("xdp")
 int tunnel_xdp(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
 	struct tunnel_slot_key k;
 	struct tunnel_rx_slot *rx;
 	struct tunnel_stats *st;
 	struct tunnel_peer *peer;
+	struct frame_info fi;
 	struct tunnel_hdr *h;
-	struct iphdr *ip;
-	__u64 ctr, top;
+	__u64 ctr, top, off;
+	void *data, *end;
 	__u32 tot;
+	int r;
 
-	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+	r = frame_classify_xdp_opts(ctx, &fi, FRAME_L3_ONLY);
+	if (r == FRAME_BAD_L2) {
+		COUNT(stats_row(TUNNEL_NO_PEER_ROW), xdp_unparsed);
+		return XDP_DROP;
+	}
+	if (!(fi.flags & FRAME_F_ADDRS) || fi.family != 4)
 		return XDP_PASS;
-	ip = (void *)(eth + 1);
-	if ((void *)(ip + 1) > end)
-		return XDP_PASS;
-	peer = bpf_map_lookup_elem(&peers, &ip->saddr);
-	if (ip->protocol != TUNNEL_IPPROTO) {
+	peer = bpf_map_lookup_elem(&peers, &fi.saddr);
+	if (fi.proto != TUNNEL_IPPROTO) {
 		if (!peer)
 			return XDP_PASS;
 		COUNT(stats_row(peer->index), xdp_clear_from_peer);
@@ -668,16 +714,27 @@ int tunnel_xdp(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 	st = stats_row(peer->index);
-	h = (void *)(ip + 1);
-	tot = bpf_ntohs(ip->tot_len);
-	if ((void *)(h + 1) > end || ip->version != 4 || ip->ihl != 5 ||
+	/* TC ingress opens what reaches it untagged: no tag, or one VLAN id
+	 * 0 tag (moved out of the frame before TC) */
+	if (fi.tags > 1 || (fi.flags & FRAME_F_VLAN_ID)) {
+		COUNT(st, xdp_tagged);
+		return XDP_DROP;
+	}
+	tot = fi.l3_end - fi.l3_off;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	off = fi.l3_off + TUNNEL_IP_HLEN;
+	CRYPTBPF_CLAMP(off, FRAME_MAX_L3_OFF + TUNNEL_IP_HLEN);
+	h = data + off;
+	/* header checksum, version and lengths checked by the classifier */
+	if (r < 0 || fi.ihl != TUNNEL_IP_HLEN ||
 	    tot < TUNNEL_IP_HLEN + TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN ||
-	    (void *)ip + tot != end || h->version != TUNNEL_VERSION ||
-	    tunnel_ip_csum(ip) != ip->check) {
+	    fi.l3_end != end - data || (void *)(h + 1) > end ||
+	    h->version != TUNNEL_VERSION) {
 		COUNT(st, xdp_malformed);
 		return XDP_DROP;
 	}
-	k.peer = ip->saddr;
+	k.peer = fi.saddr;
 	k.slot = h->key_id & 1;
 	rx = bpf_map_lookup_elem(&rx_keys, &k);
 	if (h->suite != peer->suite || !rx || rx->key.key_id != h->key_id) {

@@ -66,6 +66,13 @@ def l2(vlans=(), src=MAC_A, dst=MAC_B):
     return pkt
 
 
+def l2_ip(vlans, ip_packet: bytes, mac=(MAC_A, MAC_B)) -> bytes:
+    """An IPv4 packet given as bytes, behind Ethernet and vlans."""
+    pkt = l2(vlans, *mac)
+    pkt.lastlayer().type = 0x0800
+    return bytes(pkt) + ip_packet
+
+
 def udp4(payload: bytes, dport: int, vlans=(), src=CLIENT, dst=SERVER, sport=40000,
          mac=(MAC_A, MAC_B), **ip_kw) -> bytes:
     return bytes(l2(vlans, *mac) / IP(src=src, dst=dst, **ip_kw) /
@@ -657,3 +664,198 @@ def test_offload_never_answers_what_the_kernel_drops(offload):
                     "ten-tags": _offload_request(tags(MAX_TAGS + 2))}.items():
         res = offload.program("offload_xdp").test_run(data=f)
         assert res.retval == XDP_PASS and res.data == f, name
+
+
+# ---------------------------------------------------------------- encrypted-tunnel
+
+TC_OK, TC_SHOT = 0, 2
+
+
+@pytest.fixture
+def tun():
+    """The tunnel object as host A (test_encrypted_tunnel.A) with peer B,
+    chacha20-poly1305."""
+    require_root()
+    import test_encrypted_tunnel as tt
+    from cryptbpf.tunnel import control, wire
+    tt.require_suite(wire.CHACHA)
+    obj = BpfObject.open(str(bpf_object("encrypted_tunnel"))).load()
+    obj.secret, obj.suite = os.urandom(32), wire.CHACHA
+    control.add_peer(obj, tt.B, tt.A, obj.secret, wire.CHACHA)
+    obj.tt, obj.control = tt, control
+    yield obj
+    obj.close()
+
+
+def _tun_stats(obj) -> dict:
+    """Drops in the peer's row and the no-peer row, together."""
+    c = obj.control
+    peer, none = c.peer_stats(obj, 0), c.peer_stats(obj, c.NO_PEER_ROW)
+    return {k: peer[k] + none[k] for k in peer if peer[k] + none[k]}
+
+
+@pytest.mark.parametrize("kind", list(TAG_KINDS))
+def test_tunnel_cleartext_from_the_peer_behind_any_tags_is_dropped(tun, kind):
+    """XDP and TC ingress both: the peer's address is found behind every tag
+    the kernel would strip; a 10th tag hides it and is dropped as well."""
+    tt = tun.tt
+    for n in range(MAX_TAGS + 2):
+        clear = bytes(l2(tags(n, **TAG_KINDS[kind])) / IP(src=tt.B, dst=tt.A) /
+                      UDP(sport=1, dport=2) / b"cleartext from the peer")
+        assert tun.program("tunnel_xdp").test_run(data=clear).retval == XDP_DROP, n
+        assert tun.program("tunnel_ingress").test_run(data=clear).retval == TC_SHOT, n
+    st = _tun_stats(tun)
+    assert st == {"xdp_clear_from_peer": MAX_TAGS + 1, "clear_from_peer": MAX_TAGS + 1,
+                  "xdp_unparsed": 1, "unparsed": 1}, st
+
+
+def test_tunnel_sealed_packets_are_opened_only_as_tc_sees_them_untagged(tun):
+    """TC opens an IPv4 header at a fixed offset: what reaches it untagged
+    (no tag, or one VLAN id 0 tag, which the kernel moves out of the frame
+    before TC). XDP passes exactly those, and drops (counts) the rest."""
+    tt = tun.tt
+    inner = bytes(IP(src=tt.B, dst=tt.A) / UDP(sport=1, dport=2) / b"sealed")
+    sealed = tt.py_seal(tun, inner, 5)
+    xdp = tun.program("tunnel_xdp")
+    assert xdp.test_run(data=l2_ip((), sealed)).retval == XDP_PASS
+    assert xdp.test_run(data=l2_ip(tags(1), sealed)).retval == XDP_PASS
+    for vlans in (tags(1, vid=5), tags(2), tags(2, outer_ad=True), tags(MAX_TAGS)):
+        assert xdp.test_run(data=l2_ip(vlans, sealed)).retval == XDP_DROP, len(vlans)
+        # TC never sees VLAN id 0 tags in the frame on a real device; here
+        # it does (BPF_PROG_TEST_RUN), and they are refused as well
+        assert tun.program("tunnel_ingress").test_run(data=l2_ip(vlans, sealed)).retval == TC_SHOT
+    assert _tun_stats(tun) == {"xdp_tagged": 4, "tagged": 4}
+    r = tun.program("tunnel_ingress").test_run(data=l2_ip((), sealed))
+    assert r.retval == TC_OK and r.data[14:] == inner
+
+
+def test_tunnel_egress_never_sends_a_peers_traffic_in_clear_behind_tags(tun):
+    """A frame to the peer with its tags still in the frame (a VLAN device
+    without reorder_hdr on top of the tunnel device, or raw AF_PACKET)
+    cannot be sealed at the fixed offset: dropped and counted, never passed
+    (before, skb->protocol 0x8100 made it pass in clear)."""
+    from cryptbpf.tunnel import wire
+    tt = tun.tt
+    egress = tun.program("tunnel_egress")
+    for kind in TAG_KINDS.values():
+        for n in range(MAX_TAGS + 2):
+            f = bytes(l2(tags(n, **kind)) / IP(src=tt.A, dst=tt.B) / UDP(sport=1, dport=2) / b"secret")
+            r = egress.test_run(data=f)
+            if n == 0:
+                assert r.retval == TC_OK and r.data[14 + 9] == wire.IPPROTO
+            else:
+                assert r.retval == TC_SHOT, n
+            other = bytes(l2(tags(n, **kind)) / IP(src=tt.A, dst=tt.OTHER) / UDP() / b"not a peer")
+            r = egress.test_run(data=other)
+            assert r.retval == (TC_SHOT if n > MAX_TAGS else TC_OK) and (n > MAX_TAGS or r.data == other)
+    st = _tun_stats(tun)
+    assert (st["tagged"], st["unparsed"]) == (3 * MAX_TAGS, 2 * 3)
+
+
+@pytest.fixture
+def tunnel_b(veth_pair):
+    """encrypted-tunnel on B only, with peer A (what A sends is crafted by
+    the test, sealed with the Python peer where it should be)."""
+    from cryptbpf import lifecycle, pins
+    from cryptbpf.programs import encrypted_tunnel as et
+    from cryptbpf.tunnel import control, wire
+    for f in et.SPEC.requires + control.SUITE_REQUIRES[wire.CHACHA]:
+        require_feature(f)
+    secret = os.urandom(32)
+    lifecycle.load(et.SPEC, veth_pair.dev_b, key=secret, netns=veth_pair.ns_b, xdp_mode="skb",
+                   options={"peer": [veth_pair.addr_a], "suite": ["chacha20-poly1305"]})
+    w = Wire(veth_pair)
+    w.secret = secret
+    try:
+        yield w
+    finally:
+        w.close()
+        if pins.is_loaded(et.SPEC.name):
+            lifecycle.unload(et.SPEC.name)
+
+
+def _b_view_of_a(w) -> dict:
+    from cryptbpf import pins
+    from cryptbpf.tunnel import control
+    with pins.Pinned("encrypted-tunnel") as h:
+        peer = control.peer_stats(h, control.get_peer(h, w.pair.addr_a).index)
+        none = control.peer_stats(h, control.NO_PEER_ROW)
+    return {k: peer[k] + none[k] for k in peer if peer[k] + none[k]}
+
+
+def test_tunnel_on_the_wire_cleartext_from_the_peer_never_arrives(tunnel_b):
+    w = tunnel_b
+    pair = w.pair
+    stranger = pair.addr_a.rsplit(".", 1)[0] + ".3"     # not a peer: its datagrams pass
+    rx = w.listen(4242)
+    w.settle(src=stranger)
+    sent = 0
+    for kind in TAG_KINDS.values():
+        for n in range(MAX_TAGS + 2):
+            w.send(w.udp(b"cleartext from the peer", 4242, tags(n, **kind)))
+            sent += 1
+    w.settle(src=stranger)
+    assert nothing_waiting(rx), "cleartext from the peer reached the socket"
+    st = _b_view_of_a(w)
+    assert st.get("xdp_clear_from_peer") == sent - 3 and st.get("xdp_unparsed") == 3, st
+
+
+def test_tunnel_on_the_wire_sealed_packets_behind_a_priority_tag(tunnel_b):
+    """The Python peer seals for B; behind one VLAN id 0 tag (a sender on a
+    network that adds 802.1p priority tags) the packet is opened and
+    delivered, behind two it is dropped and counted, never opened."""
+    from cryptbpf.tunnel import wire
+    w = tunnel_b
+    pair = w.pair
+    keys = wire.derive(w.secret, wire.CHACHA, 0, pair.addr_a, pair.addr_b)
+    rx = w.listen(4243)
+    stranger = pair.addr_a.rsplit(".", 1)[0] + ".3"
+    w.settle(src=stranger)
+
+    def sealed(payload: bytes, counter: int) -> bytes:
+        inner = bytes(IP(src=pair.addr_a, dst=pair.addr_b) / UDP(sport=999, dport=4243) / payload)
+        while True:
+            try:
+                return wire.seal(inner, keys, counter)
+            except wire.TunnelError:       # csum_fix impossible for this counter
+                counter += 1
+
+    for n, payload in ((0, b"untagged"), (1, b"one priority tag"), (2, b"two tags")):
+        w.send(l2_ip(tags(n), sealed(payload, 10 + 10 * n), w.mac))
+    w.settle(src=stranger)
+    rx.settimeout(1)
+    got = [rx.recv(100), rx.recv(100)]
+    assert got == [b"untagged", b"one priority tag"]
+    assert nothing_waiting(rx)
+    st = _b_view_of_a(w)
+    assert st.get("rx_packets") == 2 and st.get("xdp_tagged") == 1, st
+
+
+def test_tunnel_on_the_wire_tagged_frame_to_the_peer_never_leaves_in_clear(tunnel_b):
+    """From B (the tunnel host), a raw frame to the peer with a VLAN tag in
+    the frame goes through TC egress: dropped and counted; nothing of it is
+    seen on A's side. An untagged raw frame to the peer is sealed."""
+    from cryptbpf.tunnel import traffic, wire
+    w = tunnel_b
+    pair = w.pair
+    marker = b"CRYPTBPF-FAIL-CLOSED-" + os.urandom(4).hex().encode()
+    with inside(pair.ns_b):
+        raw_b = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)   # through the qdisc layer
+    raw_b.bind((pair.dev_b, 0))
+    mac_a, mac_b = w.mac
+    with raw_b, traffic.Capture(pair.ns_a, pair.dev_a) as cap:
+        for vlans in (tags(1), tags(1, vid=5), tags(3), tags(2, outer_ad=True), ()):
+            try:
+                raw_b.send(bytes(l2(vlans, src=mac_b, dst=mac_a) /
+                                 IP(src=pair.addr_b, dst=pair.addr_a) / UDP(sport=7, dport=7) / marker))
+            except OSError:      # ENOBUFS: TC egress dropped it
+                pass
+        time.sleep(0.3)
+    assert not any(marker in f for _, f in cap.frames), "the peer's traffic left in clear"
+    sealed = [f for _, f in cap.frames if f[12:14] == b"\x08\x00" and f[23] == wire.IPPROTO]
+    assert len(sealed) == 1
+    from cryptbpf import pins
+    from cryptbpf.tunnel import control
+    with pins.Pinned("encrypted-tunnel") as h:
+        st = control.peer_stats(h, control.get_peer(h, pair.addr_a).index)
+    assert (st["tagged"], st["tx_packets"]) == (4, 1)

@@ -156,4 +156,10 @@ struct tunnel_stats {
 	__u64 xdp_unknown_key;
 	__u64 xdp_stale;	/* counter behind the replay window */
 	__u64 xdp_clear_from_peer;
+	__u64 tagged;		/* dropped: a peer's traffic with a VLAN tag left in the
+				 * frame or a VLAN id other than 0 (never sealed/opened) */
+	__u64 unparsed;		/* dropped (no-peer row): more VLAN tags than walked,
+				 * the address cannot be seen */
+	__u64 xdp_tagged;
+	__u64 xdp_unparsed;
 };

@@ -5,6 +5,7 @@
  *
  *   struct frame_info fi;                       // stack or map memory
  *   int r = frame_classify_xdp(ctx, &fi);       // TC: frame_classify_skb(skb, &fi, 0)
+ *                                               // L3 only: FRAME_L3_ONLY in opts
  *   if (r < 0)            drop, count under r's reason (FRAME_BAD_*)
  *   if (r == FRAME_NOT_IP) pass: the IP stack never sees it (ARP, LLDP, ...)
  *   r == FRAME_IPV4 / FRAME_IPV6: fi.proto, fi.dport (FRAME_F_PORTS), ...
@@ -429,15 +430,20 @@ static __always_inline int frame_classify(struct frame_info *fi, void *data, voi
 }
 
 /* XDP: classify the frame into *fi (stack or map memory). Global: verified
- * once, with its own stack frame. */
-__noinline int frame_classify_xdp(struct xdp_md *ctx, struct frame_info *fi)
+ * once, with its own stack frame. opts: FRAME_L3_ONLY or 0. */
+__noinline int frame_classify_xdp_opts(struct xdp_md *ctx, struct frame_info *fi, int opts)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 
 	if (!fi)
 		return FRAME_BAD_L2;
 	__builtin_memset(fi, 0, sizeof(*fi));
-	return frame_classify(fi, data, end, end - data, 0);
+	return frame_classify(fi, data, end, end - data, opts);
+}
+
+static __always_inline int frame_classify_xdp(struct xdp_md *ctx, struct frame_info *fi)
+{
+	return frame_classify_xdp_opts(ctx, fi, 0);
 }
 
 /* TC, linear part of the skb (frame_classify_skb() pulls the headers in). */
