@@ -3,10 +3,18 @@
  *
  * aes_setup (SYSCALL) installs a cbc(aes) context from a key handed in by
  * userspace; aes_encrypt (TC egress) and aes_decrypt (TC ingress) transform
- * UDP payloads to one port in place. Wire format: include/aes_roundtrip.h. */
+ * UDP payloads to one port in place. Wire format: include/aes_roundtrip.h.
+ *
+ * Datagrams are found with the shared classifier (frame_classify.bpf.h), so
+ * VLAN tags left in the frame (a VLAN device on top, or TC ingress with
+ * more than one tag) do not make a datagram to the port pass untouched; one
+ * that cannot be transformed in place (IPv6, a first fragment, Ethernet
+ * padding, a UDP length short of the IP payload, more tags or IPv6
+ * extension headers than the classifier walks) is dropped and counted. */
 #include "cryptbpf.bpf.h"
 #include "aes_cbc.bpf.h"
 #include "pkt.bpf.h"
+#include "frame_classify.bpf.h"
 #include "aes_roundtrip.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -53,13 +61,34 @@ int aes_setup(struct aes_key_setup *args)
 	return 0;
 }
 
-/* Offsets of the IV and data inside a matching datagram; 0 if no match. */
+/* 1: a datagram to transform, loc filled; 0: not ours, passed untouched
+ * (other traffic, headers the kernel drops, a payload too short to hold
+ * the IV); -1: a datagram to the port that cannot be transformed in place,
+ * or a frame the port could hide in: dropped and counted. */
 static __always_inline int match(struct __sk_buff *skb, struct udp_loc *loc)
 {
-	if (pkt_find_udp(skb, loc))
+	struct frame_info fi;
+	int r = frame_classify_skb(skb, &fi, 0);
+
+	if (r == FRAME_BAD_L2 || r == FRAME_BAD_EXT)
+		return -1;
+	if (r <= 0 || fi.proto != IPPROTO_UDP_ || !(fi.flags & FRAME_F_PORTS) ||
+	    fi.dport != udp_port)
 		return 0;
-	return loc->dport == udp_port &&
-	       loc->payload_len >= AES_RT_IV_LEN;
+	if (r != FRAME_IPV4 || (fi.flags & FRAME_F_FRAG_FIRST) || fi.l3_end != skb->len ||
+	    fi.udp_len != fi.l3_end - fi.l4_off)
+		return -1;
+	if (fi.udp_len - sizeof(struct udphdr) < AES_RT_IV_LEN)
+		return 0;
+	loc->l3_off = fi.l3_off;
+	loc->l4_off = fi.l4_off;
+	loc->payload_off = fi.l4_off + sizeof(struct udphdr);
+	loc->payload_len = fi.udp_len - sizeof(struct udphdr);
+	loc->sport = fi.sport;
+	loc->dport = fi.dport;
+	loc->ip_tot_len = fi.l3_end - fi.l3_off;
+	loc->udp_len = fi.udp_len;
+	return 1;
 }
 
 SEC("tc")
@@ -71,8 +100,13 @@ int aes_encrypt(struct __sk_buff *skb)
 	__u32 data_off, plain_len;
 	int pad;
 
-	if (!match(skb, &loc))
+	switch (match(skb, &loc)) {
+	case 0:
 		return TC_ACT_OK;
+	case -1:
+		COUNT(unsupported);     /* never sent in clear */
+		return TC_ACT_SHOT;
+	}
 	s = cryptbpf_scratch(&scratch);
 	if (!s)
 		return TC_ACT_SHOT;
@@ -109,8 +143,13 @@ int aes_decrypt(struct __sk_buff *skb)
 	struct udp_loc loc;
 	__u32 data_off, ct_len, pad;
 
-	if (!match(skb, &loc))
+	switch (match(skb, &loc)) {
+	case 0:
 		return TC_ACT_OK;
+	case -1:
+		COUNT(unsupported);
+		return TC_ACT_SHOT;
+	}
 	data_off = loc.payload_off + AES_RT_IV_LEN;
 	ct_len = loc.payload_len - AES_RT_IV_LEN;
 	if (!ct_len || (ct_len & (AES_BLOCK_SIZE - 1))) {

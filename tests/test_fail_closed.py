@@ -859,3 +859,41 @@ def test_tunnel_on_the_wire_tagged_frame_to_the_peer_never_leaves_in_clear(tunne
     with pins.Pinned("encrypted-tunnel") as h:
         st = control.peer_stats(h, control.get_peer(h, pair.addr_a).index)
     assert (st["tagged"], st["tx_packets"]) == (4, 1)
+
+
+# ---------------------------------------------------------------- aes-roundtrip
+
+@pytest.mark.parametrize("kind", list(TAG_KINDS))
+def test_aes_roundtrip_never_passes_a_datagram_to_its_port_in_clear(kind):
+    """aes-roundtrip encrypts UDP payloads to its port at TC egress. A
+    datagram with tags left in the frame (a VLAN device on top) used to
+    pass in clear; now it is transformed behind them, and what cannot be
+    transformed in place is dropped and counted."""
+    require_root()
+    from cryptbpf.aes_cbc import install_aes_key
+    from cryptbpf.programs.aes_roundtrip import SPEC
+    for f in SPEC.requires:
+        require_feature(f)
+    obj = BpfObject.open(str(bpf_object("aes_roundtrip"))).load()
+    try:
+        install_aes_key(obj, "aes_setup", os.urandom(32))
+        plain = os.urandom(16) + b"a secret behind tags"
+        enc, dec = obj.program("aes_encrypt"), obj.program("aes_decrypt")
+        for n in range(MAX_TAGS + 2):
+            f = udp4(plain, 4242, tags(n, **TAG_KINDS[kind]))
+            r = enc.test_run(data=f)
+            if n > MAX_TAGS:
+                assert r.retval == TC_SHOT
+                continue
+            assert r.retval == TC_OK and plain[16:] not in r.data, n
+            back = dec.test_run(data=r.data)
+            assert back.retval == TC_OK and back.data.endswith(plain[16:]), n
+        for name, f in {"ipv6": bytes(l2() / IPv6() / UDP(dport=4242) / plain),
+                        "first-fragment": udp4(plain, 4242, flags="MF"),
+                        "short-udp-length": bytes(l2() / IP(src=CLIENT, dst=SERVER) /
+                                                  UDP(dport=4242, len=8 + len(plain) - 1) / plain)}.items():
+            assert enc.test_run(data=f).retval == TC_SHOT, name
+        st = {k: v for k, v in SPEC.stats(obj).items() if v}
+        assert st == {"encrypted": MAX_TAGS + 1, "decrypted": MAX_TAGS + 1, "unsupported": 4}, st
+    finally:
+        obj.close()

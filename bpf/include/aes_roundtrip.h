@@ -21,4 +21,8 @@ struct aes_roundtrip_stats {
 	__u64 malformed;    /* dropped: too short / not block aligned */
 	__u64 no_key;       /* dropped: no key installed */
 	__u64 errors;       /* dropped: a helper or bpf_crypto call failed */
+	__u64 unsupported;  /* dropped: a datagram to the port that cannot be transformed
+	                     * in place (IPv6, first fragment, Ethernet padding, UDP length
+	                     * short of the IP payload), or more VLAN tags / IPv6 extension
+	                     * headers than walked */
 };
