@@ -535,6 +535,85 @@ def test_on_the_wire_nothing_reaches_the_socket(wired):
     del pair
 
 
+def test_icmp_error_about_a_protected_flow_never_reaches_its_socket(wired):
+    """On the wire: B's protected port has a connected UDP socket to A; an
+    ICMP "port unreachable" quoting B's datagram to A reaches it
+    (ECONNREFUSED) unless A is authorized: programs that authorize remote
+    ends drop it. A control error about an unguarded port's flow shows the
+    kernel does hand such errors to the socket."""
+    g, w = wired, wired.wire
+    if not getattr(g, "icmp_reason", None):
+        pytest.skip(f"{g.name} passes ICMP errors (they carry no data)")
+    from scapy.layers.inet import ICMP
+    pair = w.pair
+
+    def connected(port: int) -> socket.socket:
+        s = w.listen(port)
+        s.connect((pair.addr_a, 40000))
+        return s
+
+    def error_for(port: int) -> bytes:
+        quoted = IP(src=pair.addr_b, dst=pair.addr_a) / UDP(sport=port, dport=40000) / (b"q" * 8)
+        return bytes(l2((), *w.mac) / IP(src=pair.addr_a, dst=pair.addr_b) / ICMP(type=3, code=3) / quoted)
+
+    guarded, control = connected(g.port), connected(SENTINEL_PORT + 2)
+    before = g.stats(g.obj)
+    for frame in (error_for(g.port), l2_ip(tags(3), error_for(g.port)[14:], w.mac), error_for(SENTINEL_PORT + 2)):
+        w.send(frame)
+    w.settle()
+    control.settimeout(1)
+    with pytest.raises(ConnectionRefusedError):
+        control.recv(100)
+    assert nothing_waiting(guarded), "the ICMP error reached the protected port's socket"
+    after = g.stats(g.obj)
+    assert after.get(g.icmp_reason, 0) - before.get(g.icmp_reason, 0) == 2
+
+
+UPPERS = {
+    # kind: (ip link arguments, VLAN id of the outer tag or None, third octet offset)
+    "macvlan": (["type", "macvlan", "mode", "bridge"], None),
+    "vlan-5": (["type", "vlan", "id", "5"], 5),
+}
+
+
+@pytest.mark.parametrize("upper", list(UPPERS))
+def test_devices_on_top_are_protected_through_the_parent_hook(wired, upper):
+    """A VLAN sub-interface or a macvlan on B's device has its own IP stack,
+    but its frames cross the parent's XDP hook (tagged, or to another MAC):
+    the program applies its policy there too. A control frame with three
+    VLAN id 0 tags to an unguarded port shows the upper's stack does get
+    such frames."""
+    g, w = wired, wired.wire
+    pair = w.pair
+    args, vid = UPPERS[upper]
+    dev = "up" + pair.dev_b[-6:]
+    net = "10.215." + pair.addr_b.split(".")[2]
+    ip("link", "add", "link", pair.dev_b, "name", dev, *args, netns=pair.ns_b, check=False)
+    if dev not in ip("link", "show", netns=pair.ns_b):
+        pytest.skip(f"this kernel has no {upper} devices (e.g. CONFIG_VLAN_8021Q off)")
+    ip("addr", "add", f"{net}.2/24", "dev", dev, netns=pair.ns_b)
+    ip("link", "set", dev, "up", netns=pair.ns_b)
+    mac = (w.mac[0], mac_of(pair.ns_b, dev))
+    outer = [Dot1Q(vlan=vid)] if vid is not None else []
+    src, dst = f"{net}.1", f"{net}.2"
+    rx = w.listen(g.port, dst)
+    control = w.listen(SENTINEL_PORT + 1, dst)
+    w.settle()
+    before = g.stats(g.obj)
+    sent = 0
+    for n in range(MAX_TAGS + 2 - len(outer)):
+        w.send(udp4(g.attack_payload(), g.port, outer + tags(n), src, dst, mac=mac))
+        sent += 1
+    w.send(udp4(b"control", SENTINEL_PORT + 1, outer + tags(3), src, dst, mac=mac))
+    w.settle()
+    control.settimeout(2)
+    assert control.recv(100) == b"control", f"the {upper}'s stack does not get tagged frames"
+    assert nothing_waiting(rx), f"an attack frame reached the socket on the {upper}"
+    after = g.stats(g.obj)
+    moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert moved.get(g.attack_reason, 0) == sent - 1 and moved.get(g.bad["l2"], 0) == 1, moved
+
+
 # ---------------------------------------------------------------- verified, then discarded
 
 def _udp_checksum_wrong(frame: bytes) -> bytes:
