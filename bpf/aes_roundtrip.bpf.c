@@ -31,6 +31,7 @@ struct aes_rt_scratch {
 	struct bpf_crypto_params params;
 	__u8 iv[AES_RT_IV_LEN];
 	__u8 last[AES_BLOCK_SIZE];
+	struct frame_info fi;   /* map memory: see encrypted_tunnel's frame_scratch */
 };
 CRYPTBPF_PERCPU_SCRATCH(scratch, struct aes_rt_scratch);
 
@@ -67,27 +68,33 @@ int aes_setup(struct aes_key_setup *args)
  * or a frame the port could hide in: dropped and counted. */
 static __always_inline int match(struct __sk_buff *skb, struct udp_loc *loc)
 {
-	struct frame_info fi;
-	int r = frame_classify_skb(skb, &fi, 0);
+	struct aes_rt_scratch *s = cryptbpf_scratch(&scratch);
+	struct frame_info *f;
+	int r;
+
+	if (!s)
+		return -1;
+	f = &s->fi;
+	r = frame_classify_skb(skb, f, 0);
 
 	if (r == FRAME_BAD_L2 || r == FRAME_BAD_EXT)
 		return -1;
-	if (r <= 0 || fi.proto != IPPROTO_UDP_ || !(fi.flags & FRAME_F_PORTS) ||
-	    fi.dport != udp_port)
+	if (r <= 0 || f->proto != IPPROTO_UDP_ || !(f->flags & FRAME_F_PORTS) ||
+	    f->dport != udp_port)
 		return 0;
-	if (r != FRAME_IPV4 || (fi.flags & FRAME_F_FRAG_FIRST) || fi.l3_end != skb->len ||
-	    fi.udp_len != fi.l3_end - fi.l4_off)
+	if (r != FRAME_IPV4 || (f->flags & FRAME_F_FRAG_FIRST) || f->l3_end != skb->len ||
+	    f->udp_len != f->l3_end - f->l4_off)
 		return -1;
-	if (fi.udp_len - sizeof(struct udphdr) < AES_RT_IV_LEN)
+	if (f->udp_len - sizeof(struct udphdr) < AES_RT_IV_LEN)
 		return 0;
-	loc->l3_off = fi.l3_off;
-	loc->l4_off = fi.l4_off;
-	loc->payload_off = fi.l4_off + sizeof(struct udphdr);
-	loc->payload_len = fi.udp_len - sizeof(struct udphdr);
-	loc->sport = fi.sport;
-	loc->dport = fi.dport;
-	loc->ip_tot_len = fi.l3_end - fi.l3_off;
-	loc->udp_len = fi.udp_len;
+	loc->l3_off = f->l3_off;
+	loc->l4_off = f->l4_off;
+	loc->payload_off = f->l4_off + sizeof(struct udphdr);
+	loc->payload_len = f->udp_len - sizeof(struct udphdr);
+	loc->sport = f->sport;
+	loc->dport = f->dport;
+	loc->ip_tot_len = f->l3_end - f->l3_off;
+	loc->udp_len = f->udp_len;
 	return 1;
 }
 

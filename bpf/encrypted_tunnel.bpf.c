@@ -607,6 +607,13 @@ static __always_inline __u32 suite_prog(const struct tunnel_peer *peer, __u32 di
 	return (peer->suite & 3) * 2 + dir;
 }
 
+/* Where the hooks classify frames: map memory, not the stack. A global
+ * function writing into its caller's stack is not tracked by older
+ * verifiers (Linux 6.1 refuses uninitialised stack as its argument, and
+ * would keep believing the values an initialised one had before the call);
+ * map memory is always read as unknown. */
+CRYPTBPF_PERCPU_SCRATCH(frame_scratch, struct frame_info);
+
 /* A peer's traffic as the seal/open programs need it: no tag left in the
  * frame, and no VLAN id other than 0 in skb->vlan_tci. */
 static __always_inline int tunnel_untagged(const struct frame_info *fi)
@@ -617,24 +624,26 @@ static __always_inline int tunnel_untagged(const struct frame_info *fi)
 SEC("tc")
 int tunnel_egress(struct __sk_buff *skb)
 {
+	struct frame_info *fi = cryptbpf_scratch(&frame_scratch);
 	struct tunnel_peer *peer;
-	struct frame_info fi;
 	int r;
 
+	if (!fi)
+		return TC_ACT_SHOT;
 	/* by what the frame holds, not skb->protocol (0x8100 when a VLAN
 	 * device on top of us left its tag in the frame) */
-	r = frame_classify_skb(skb, &fi, FRAME_L3_ONLY);
+	r = frame_classify_skb(skb, fi, FRAME_L3_ONLY);
 	if (r == FRAME_BAD_L2) {
 		/* more tags than we walk: the destination cannot be seen */
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), unparsed);
 		return TC_ACT_SHOT;
 	}
-	if (!(fi.flags & FRAME_F_ADDRS) || fi.family != 4)
+	if (!(fi->flags & FRAME_F_ADDRS) || fi->family != 4)
 		return TC_ACT_OK;	/* no IPv4 header to protect */
-	peer = bpf_map_lookup_elem(&peers, &fi.daddr);
+	peer = bpf_map_lookup_elem(&peers, &fi->daddr);
 	if (!peer)
 		return TC_ACT_OK;	/* not a peer: untouched */
-	if (!tunnel_untagged(&fi)) {
+	if (!tunnel_untagged(fi)) {
 		COUNT(stats_row(peer->index), tagged);
 		return TC_ACT_SHOT;
 	}
@@ -646,21 +655,23 @@ int tunnel_egress(struct __sk_buff *skb)
 SEC("tc")
 int tunnel_ingress(struct __sk_buff *skb)
 {
+	struct frame_info *fi = cryptbpf_scratch(&frame_scratch);
 	struct tunnel_peer *peer;
-	struct frame_info fi;
 	int r;
 
-	r = frame_classify_skb(skb, &fi, FRAME_L3_ONLY);
+	if (!fi)
+		return TC_ACT_SHOT;
+	r = frame_classify_skb(skb, fi, FRAME_L3_ONLY);
 	if (r == FRAME_BAD_L2) {
 		/* the kernel strips VLAN id 0 tags however many: a peer's
 		 * cleartext could hide behind more than we walk */
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), unparsed);
 		return TC_ACT_SHOT;
 	}
-	if (!(fi.flags & FRAME_F_ADDRS) || fi.family != 4)
+	if (!(fi->flags & FRAME_F_ADDRS) || fi->family != 4)
 		return TC_ACT_OK;	/* not IPv4 (or no header the kernel takes) */
-	peer = bpf_map_lookup_elem(&peers, &fi.saddr);
-	if (fi.proto != TUNNEL_IPPROTO) {
+	peer = bpf_map_lookup_elem(&peers, &fi->saddr);
+	if (fi->proto != TUNNEL_IPPROTO) {
 		if (!peer)
 			return TC_ACT_OK;	/* not a peer: untouched */
 		COUNT(stats_row(peer->index), clear_from_peer);
@@ -670,7 +681,7 @@ int tunnel_ingress(struct __sk_buff *skb)
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), not_peer);
 		return TC_ACT_SHOT;
 	}
-	if (!tunnel_untagged(&fi)) {
+	if (!tunnel_untagged(fi)) {
 		COUNT(stats_row(peer->index), tagged);
 		return TC_ACT_SHOT;
 	}
@@ -688,22 +699,24 @@ int tunnel_xdp(struct xdp_md *ctx)
 	struct tunnel_rx_slot *rx;
 	struct tunnel_stats *st;
 	struct tunnel_peer *peer;
-	struct frame_info fi;
+	struct frame_info *fi = cryptbpf_scratch(&frame_scratch);
 	struct tunnel_hdr *h;
 	__u64 ctr, top, off;
 	void *data, *end;
 	__u32 tot;
 	int r;
 
-	r = frame_classify_xdp_opts(ctx, &fi, FRAME_L3_ONLY);
+	if (!fi)
+		return XDP_DROP;
+	r = frame_classify_xdp_opts(ctx, fi, FRAME_L3_ONLY);
 	if (r == FRAME_BAD_L2) {
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), xdp_unparsed);
 		return XDP_DROP;
 	}
-	if (!(fi.flags & FRAME_F_ADDRS) || fi.family != 4)
+	if (!(fi->flags & FRAME_F_ADDRS) || fi->family != 4)
 		return XDP_PASS;
-	peer = bpf_map_lookup_elem(&peers, &fi.saddr);
-	if (fi.proto != TUNNEL_IPPROTO) {
+	peer = bpf_map_lookup_elem(&peers, &fi->saddr);
+	if (fi->proto != TUNNEL_IPPROTO) {
 		if (!peer)
 			return XDP_PASS;
 		COUNT(stats_row(peer->index), xdp_clear_from_peer);
@@ -716,25 +729,25 @@ int tunnel_xdp(struct xdp_md *ctx)
 	st = stats_row(peer->index);
 	/* TC ingress opens what reaches it untagged: no tag, or one VLAN id
 	 * 0 tag (moved out of the frame before TC) */
-	if (fi.tags > 1 || (fi.flags & FRAME_F_VLAN_ID)) {
+	if (fi->tags > 1 || (fi->flags & FRAME_F_VLAN_ID)) {
 		COUNT(st, xdp_tagged);
 		return XDP_DROP;
 	}
-	tot = fi.l3_end - fi.l3_off;
+	tot = fi->l3_end - fi->l3_off;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	off = fi.l3_off + TUNNEL_IP_HLEN;
+	off = fi->l3_off + TUNNEL_IP_HLEN;
 	CRYPTBPF_CLAMP(off, FRAME_MAX_L3_OFF + TUNNEL_IP_HLEN);
 	h = data + off;
 	/* header checksum, version and lengths checked by the classifier */
-	if (r < 0 || fi.ihl != TUNNEL_IP_HLEN ||
+	if (r < 0 || fi->ihl != TUNNEL_IP_HLEN ||
 	    tot < TUNNEL_IP_HLEN + TUNNEL_FIXED_OVERHEAD + TUNNEL_NEXT_LEN ||
-	    fi.l3_end != end - data || (void *)(h + 1) > end ||
+	    fi->l3_end != end - data || (void *)(h + 1) > end ||
 	    h->version != TUNNEL_VERSION) {
 		COUNT(st, xdp_malformed);
 		return XDP_DROP;
 	}
-	k.peer = fi.saddr;
+	k.peer = fi->saddr;
 	k.slot = h->key_id & 1;
 	rx = bpf_map_lookup_elem(&rx_keys, &k);
 	if (h->suite != peer->suite || !rx || rx->key.key_id != h->key_id) {
