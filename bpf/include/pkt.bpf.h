@@ -22,7 +22,10 @@ struct udp_loc {
 };
 
 /* Locate an unfragmented IPv4/UDP datagram after an Ethernet header whose
- * lengths are consistent with the skb. Returns 0 when found. */
+ * lengths are consistent with the skb. Returns 0 when found. Untagged
+ * frames only: for test fixtures (tests/bpf/cas_mangler.bpf.c). Programs
+ * that guard or transform traffic classify it with frame_classify.bpf.h,
+ * which sees through VLAN tags and fails closed. */
 static __always_inline int pkt_find_udp(struct __sk_buff *skb, struct udp_loc *loc)
 {
 	struct ethhdr eth;

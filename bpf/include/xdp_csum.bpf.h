@@ -56,6 +56,7 @@ static long xdp_csum_cb(__u64 idx, void *arg)
 	if (bpf_xdp_load_bytes(io->ctx, io->off + pos, io->buf, n))
 		return 1;
 	n4 = (n + 3) & ~3U;
+#pragma clang loop unroll(full)
 	for (__u32 k = 0; k < 3; k++)
 		if (n + k < n4)
 			io->buf[n + k] = 0;
