@@ -21,9 +21,9 @@ RUN_TAG = f"test-{os.getpid()}"
 os.environ.setdefault("CRYPTBPF_PIN_ROOT", f"/sys/fs/bpf/cryptbpf-{RUN_TAG}")
 os.environ.setdefault("CRYPTBPF_STATE_ROOT", f"/run/cryptbpf-{RUN_TAG}")
 
-from cryptbpf import kernel, pins  # noqa: E402
+from cryptbpf.bpf import kernel, pins  # noqa: E402
 from cryptbpf.netns import VethPair  # noqa: E402
-from cryptbpf.object import BpfObject  # noqa: E402
+from cryptbpf.bpf.object import BpfObject  # noqa: E402
 from cryptbpf.paths import ROOT, STATE_ROOT, bpf_object  # noqa: E402
 
 TEST_OBJ_DIR = ROOT / "build" / "tests"

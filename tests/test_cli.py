@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from cryptbpf import kernel
+from cryptbpf.bpf import kernel
 from cryptbpf.programs import discover
 
 from conftest import require_feature, require_root, run_cli, system_snapshot

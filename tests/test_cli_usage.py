@@ -17,7 +17,7 @@ from importlib.metadata import version
 import click
 import pytest
 
-from cryptbpf.maps import MAP_TYPE_NAMES
+from cryptbpf.bpf.maps import MAP_TYPE_NAMES
 from cryptbpf.programs import discover
 
 from conftest import require_feature, require_root, run_cli

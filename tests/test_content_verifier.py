@@ -22,10 +22,11 @@ from scapy.layers.inet6 import (IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
 from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 
-from cryptbpf import attach, cas, lifecycle
+from cryptbpf.bpf import attach
+from cryptbpf import cas, lifecycle
 from cryptbpf.netns import inside, ip
-from cryptbpf.object import BpfObject
-from cryptbpf.pins import Pinned
+from cryptbpf.bpf.object import BpfObject
+from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs import content_verifier as cv
 from cryptbpf.programs.content_verifier import SPEC
 

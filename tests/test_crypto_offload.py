@@ -20,15 +20,16 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from cryptbpf import attach, lifecycle
+from cryptbpf.bpf import attach
+from cryptbpf import lifecycle
 from cryptbpf.netns import inside
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.offload import control
 from cryptbpf.offload import protocol as P
 from cryptbpf.offload.client import Client
-from cryptbpf.pins import Pinned
+from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs.crypto_offload import SPEC
-from cryptbpf.ringbuf import RingBuffer
+from cryptbpf.bpf.ringbuf import RingBuffer
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli
 

@@ -17,10 +17,11 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from cryptbpf import attach, lifecycle, netns
+from cryptbpf.bpf import attach
+from cryptbpf import lifecycle, netns
 from cryptbpf import pow_client as pc
-from cryptbpf.object import BpfObject
-from cryptbpf.pins import Pinned
+from cryptbpf.bpf.object import BpfObject
+from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs import crypto_ratelimit as cr
 
 from conftest import TEST_OBJ_DIR, require_feature, system_snapshot, udp_echo

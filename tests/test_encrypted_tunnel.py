@@ -287,7 +287,7 @@ def test_aes_suite_refused_where_the_kernel_lacks_it(load_object, monkeypatch):
     loads, for chacha20-poly1305; an AES peer is refused with the reason
     and nothing is configured. Off such a kernel, the check is made to see
     one (kernel.has answers "no" for bpf_crypto)."""
-    from cryptbpf import kernel
+    from cryptbpf.bpf import kernel
     from cryptbpf.errors import CryptbpfError
     require_suite(wire.CHACHA)
     if not kernel.missing(control.SUITE_REQUIRES[wire.CBC]):
@@ -303,7 +303,7 @@ def test_aes_programs_drop_everything_where_aes_is_missing(load_object):
     """The AES programs load without bpf_crypto (their AES code skipped by
     the verifier) and must then drop, never pass a packet in the clear,
     even for a peer written into the map behind the control plane's back."""
-    from cryptbpf import kernel
+    from cryptbpf.bpf import kernel
     missing = kernel.missing(control.SUITE_REQUIRES[wire.CBC])
     if not missing:
         pytest.skip(f"kernel {kernel.release()} has AES: the AES suite's own tests cover these programs")

@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from cryptbpf import lifecycle, pins
+from cryptbpf import lifecycle
+from cryptbpf.bpf import pins
 from cryptbpf.keys import write_key_file
 from cryptbpf.programs import encrypted_tunnel as et
 from cryptbpf.tunnel import control, traffic, wire

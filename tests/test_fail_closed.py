@@ -45,9 +45,10 @@ from scapy.layers.inet import IP, UDP, IPOption_RR
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
-from cryptbpf import attach, signing
+from cryptbpf.bpf import attach
+from cryptbpf import signing
 from cryptbpf.netns import inside, ip
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 
 from conftest import require_feature, require_root
@@ -849,7 +850,8 @@ def test_tunnel_egress_never_sends_a_peers_traffic_in_clear_behind_tags(tun):
 def tunnel_b(veth_pair):
     """encrypted-tunnel on B only, with peer A (what A sends is crafted by
     the test, sealed with the Python peer where it should be)."""
-    from cryptbpf import lifecycle, pins
+    from cryptbpf import lifecycle
+    from cryptbpf.bpf import pins
     from cryptbpf.programs import encrypted_tunnel as et
     from cryptbpf.tunnel import control, wire
     for f in et.SPEC.requires + control.SUITE_REQUIRES[wire.CHACHA]:
@@ -868,7 +870,7 @@ def tunnel_b(veth_pair):
 
 
 def _b_view_of_a(w) -> dict:
-    from cryptbpf import pins
+    from cryptbpf.bpf import pins
     from cryptbpf.tunnel import control
     with pins.Pinned("encrypted-tunnel") as h:
         peer = control.peer_stats(h, control.get_peer(h, w.pair.addr_a).index)
@@ -947,7 +949,7 @@ def test_tunnel_on_the_wire_tagged_frame_to_the_peer_never_leaves_in_clear(tunne
     assert not any(marker in f for _, f in cap.frames), "the peer's traffic left in clear"
     sealed = [f for _, f in cap.frames if f[12:14] == b"\x08\x00" and f[23] == wire.IPPROTO]
     assert len(sealed) == 1
-    from cryptbpf import pins
+    from cryptbpf.bpf import pins
     from cryptbpf.tunnel import control
     with pins.Pinned("encrypted-tunnel") as h:
         st = control.peer_stats(h, control.get_peer(h, pair.addr_a).index)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from cryptbpf import kernel, paths
+from cryptbpf.bpf import kernel
+from cryptbpf import paths
 from cryptbpf.doctor import program_report
-from cryptbpf.elf_features import object_features
+from cryptbpf.bpf.elf_features import object_features
 from cryptbpf.programs import discover
 
 from conftest import require_root

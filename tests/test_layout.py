@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from cryptbpf.btf import Btf
-from cryptbpf.headers import Layout, header_text
+from cryptbpf.bpf.btf import Btf
+from cryptbpf.bpf.headers import Layout, header_text
 from cryptbpf.paths import include_dir, object_dir
 
 

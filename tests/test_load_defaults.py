@@ -23,10 +23,11 @@ import sys
 
 import pytest
 
-from cryptbpf import attach, lifecycle, netns, pins
+from cryptbpf.bpf import attach, pins
+from cryptbpf import lifecycle, netns
 from cryptbpf.errors import CryptbpfError
 from cryptbpf.keys import write_key_file
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.programs import discover
 

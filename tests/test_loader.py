@@ -8,13 +8,13 @@ import os
 
 import pytest
 
-from cryptbpf import attach
-from cryptbpf._ffi import lib
+from cryptbpf.bpf import attach
+from cryptbpf.bpf._ffi import lib
 from cryptbpf.errors import BpfError, VerifierError
-from cryptbpf.maps import Map
+from cryptbpf.bpf.maps import Map
 from cryptbpf.netns import inside
-from cryptbpf.object import BpfObject
-from cryptbpf.ringbuf import RingBuffer
+from cryptbpf.bpf.object import BpfObject
+from cryptbpf.bpf.ringbuf import RingBuffer
 
 from conftest import TEST_OBJ_DIR, require_root
 
@@ -163,9 +163,9 @@ def test_pinned_map_reopens(load_object, tmp_path):
     obj = load_object(FIXTURE)
     obj.map("table").update(5, 55)
     # beside this run's pin root (bpffs mounted by the same code `load` uses)
-    from cryptbpf import pins
+    from cryptbpf.bpf import pins
     path = f"{pins.pin_root(mount=True)}-pin-table"
-    from cryptbpf._ffi import lib
+    from cryptbpf.bpf._ffi import lib
     assert lib.bpf_obj_pin(obj.map("table").fd, path.encode()) == 0
     try:
         with Map.from_pin(path) as m:

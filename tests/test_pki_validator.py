@@ -26,10 +26,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot
-from cryptbpf import attach, lifecycle, netns
-from cryptbpf.headers import Layout
+from cryptbpf.bpf import attach
+from cryptbpf import lifecycle, netns
+from cryptbpf.bpf.headers import Layout
 from cryptbpf.netns import VethPair
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.pki import admin, ca, der, peer
 from cryptbpf.programs import pki_validator as pv

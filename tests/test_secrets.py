@@ -9,7 +9,7 @@ import os
 import pytest
 
 from cryptbpf.cli import may_hold_secrets
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 
 from conftest import require_feature

@@ -26,13 +26,14 @@ from scapy.layers.inet import IP, UDP, IPOption_NOP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
-from cryptbpf import lifecycle, pins, signing
+from cryptbpf import lifecycle, signing
+from cryptbpf.bpf import pins
 from cryptbpf.errors import CryptbpfError
-from cryptbpf.headers import Layout
+from cryptbpf.bpf.headers import Layout
 from cryptbpf.netns import inside, ip
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
-from cryptbpf.pins import Pinned
+from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs import signed_auth as sa
 from cryptbpf.programs.signed_auth import SPEC
 
@@ -646,7 +647,7 @@ def test_kfunc_dispatch_registers_only_where_the_kernel_has_it(xdp):
     """trust() hands the key to p256_kfunc_setup too; on a kernel without the
     signature kfuncs that reports -EOPNOTSUPP and the pure-BPF path verifies
     (every other test here); with them, the kernel context is registered."""
-    from cryptbpf import kernel
+    from cryptbpf.bpf import kernel
     has = kernel.has("kfunc_sig_verify_v8") or kernel.has("kfunc_ecdsa_v1")
     assert sa._kfunc_register(xdp, BOB, point(KEYS["bob"])) == has
     assert sa._kfunc_register(xdp, 1000, point(KEYS["bob"])) is False   # beyond p256_kctxs

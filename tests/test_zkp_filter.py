@@ -13,11 +13,12 @@ from scapy.layers.inet import IP, IPOption_NOP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import ARP, Ether
 
-from cryptbpf import attach, lifecycle, netns
+from cryptbpf.bpf import attach
+from cryptbpf import lifecycle, netns
 from cryptbpf import zkp_client as zc
 from cryptbpf.errors import CryptbpfError
-from cryptbpf.object import BpfObject
-from cryptbpf.pins import Pinned
+from cryptbpf.bpf.object import BpfObject
+from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs import zkp_filter as zf
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo

@@ -138,7 +138,7 @@ class ResultsRecorder:
             t["reason"] = lines[-1][:300] if lines else ""
 
     def pytest_sessionfinish(self, session, exitstatus):
-        from cryptbpf import kernel
+        from cryptbpf.bpf import kernel
         from cryptbpf.doctor import program_report
         from cryptbpf.programs import discover
 

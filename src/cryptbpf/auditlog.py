@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from .errors import CryptbpfError
-from .headers import Layout
+from .bpf.headers import Layout
 
 LAYOUT = Layout("encrypted_logger")
 C = LAYOUT.const

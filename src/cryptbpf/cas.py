@@ -28,7 +28,7 @@ from typing import Optional
 
 from .addresses import bind_local, resolve
 from .errors import CryptbpfError
-from .headers import Layout
+from .bpf.headers import Layout
 
 LAYOUT = Layout("content_verifier")
 C = LAYOUT.const

@@ -15,7 +15,7 @@ from typing import Any, List
 import click
 
 from . import lifecycle, programs
-from ._ffi import set_verbose
+from .bpf._ffi import set_verbose
 from .errors import CryptbpfError
 from .programs._cli import (CONTEXT_SETTINGS, PATH, Group, argument, examples as _examples,
                             json_option)
@@ -153,7 +153,7 @@ def load(ctx: click.Context, program: str, device: str | None, key_file: Path | 
     Programs may take further options of their own, given after the others
     as --NAME VALUE (see `cryptbpf programs`)."""
     from .keys import read_key_file
-    from .pins import pin_dir
+    from .bpf.pins import pin_dir
     spec = programs.get(program)
     key = read_key_file(key_file, spec.key_sizes) if key_file else None
     state = lifecycle.load(spec, device, _parse_knobs(list(set_)), key, xdp_mode, netns,
@@ -254,8 +254,8 @@ def may_hold_secrets(map_name: str) -> bool:
 @argument("name", metavar="[MAP]", required=False, help="Map to dump (default: list the maps).")
 def map_cmd(program: str, name: str | None):
     """List a loaded program's maps, or dump one as hex (key: value)."""
-    from .maps import map_type_name
-    from .pins import Pinned
+    from .bpf.maps import map_type_name
+    from .bpf.pins import Pinned
     spec = programs.get(program)
     with Pinned(spec.name) as h:
         if name is None:
@@ -291,7 +291,7 @@ def keys_new(path: Path, size: int):
 def keys_install(program: str, key_file: Path):
     """Replace the key of a loaded program (takes effect for the next packet)."""
     from .keys import read_key_file
-    from .pins import Pinned
+    from .bpf.pins import Pinned
     spec = programs.get(program)
     if not spec.key_sizes:
         raise CryptbpfError(f"{spec.name} takes no key")

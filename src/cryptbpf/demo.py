@@ -13,7 +13,8 @@ import hashlib
 import os
 import socket
 
-from . import lifecycle, pins, programs
+from . import lifecycle, programs
+from .bpf import pins
 from .errors import CryptbpfError
 from .netns import VethPair, inside
 from .tunnel import control, traffic, wire

@@ -8,10 +8,10 @@ import platform
 import time
 from typing import Any
 
-from . import bpffs, kernel
-from ._ffi import libbpf_version
+from .bpf import bpffs, kernel
+from .bpf._ffi import libbpf_version
 from .errors import CryptbpfError, VerifierError
-from .object import BpfObject
+from .bpf.object import BpfObject
 from .paths import PIN_ROOT, bpf_object
 from .programs.base import ProgramSpec
 

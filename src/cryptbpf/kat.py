@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import kernel
+from .bpf import kernel
 from .aes_cbc import AES_FEATURES as BPF_CRYPTO_FEATURES, install_aes_key
 from .errors import CryptbpfError
-from .headers import Layout
-from .object import BpfObject
+from .bpf.headers import Layout
+from .bpf.object import BpfObject
 from .paths import bpf_object
-from .program import MAX_TEST_PACKET, PROG_TYPE_SCHED_CLS
+from .bpf.program import MAX_TEST_PACKET, PROG_TYPE_SCHED_CLS
 
 # A local-experimental ethertype: the kernel does not parse what follows.
 ETH = bytes(12) + b"\x88\xb5"

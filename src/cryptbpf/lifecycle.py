@@ -7,10 +7,10 @@ import contextlib
 import sys
 from typing import Any, Callable
 
-from . import attach, kernel, pins
+from .bpf import attach, kernel, pins
 from . import netns as netns_mod
 from .errors import CryptbpfError
-from .object import BpfObject
+from .bpf.object import BpfObject
 from .paths import bpf_object
 from .programs.base import ProgramSpec
 

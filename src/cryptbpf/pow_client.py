@@ -24,7 +24,7 @@ from hashlib import sha256
 
 from .addresses import bind_local, resolve_ipv4
 from .errors import CryptbpfError
-from .headers import Layout
+from .bpf.headers import Layout
 
 CHALLENGE_LABEL = b"cbpow v1"
 _L = Layout("crypto_ratelimit")

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from .errors import CryptbpfError
-from .headers import Layout
+from .bpf.headers import Layout
 
 _LAYOUT = Layout("signed_auth")
 MAGIC = _LAYOUT.const("SIGNED_AUTH_MAGIC")

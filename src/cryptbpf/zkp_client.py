@@ -21,7 +21,7 @@ from hashlib import sha256
 
 from .addresses import bind_local, resolve_ipv4
 from .errors import CryptbpfError
-from .headers import Layout
+from .bpf.headers import Layout
 
 VERIFIER_LABEL = b"cryptbpf zkp v1"
 CHALLENGE_LABEL = b"cbzkp v1"

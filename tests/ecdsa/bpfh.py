@@ -3,9 +3,9 @@ cryptbpf's own loader (the scripts were first written against ctypes)."""
 
 from __future__ import annotations
 
-from cryptbpf.object import BpfObject
+from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
-from cryptbpf.program import prog_info
+from cryptbpf.bpf.program import prog_info
 
 OBJ = str(bpf_object("ecdsa_kat"))
 

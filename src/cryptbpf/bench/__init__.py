@@ -16,7 +16,7 @@ import platform
 import time
 from pathlib import Path
 
-from .. import kernel
+from ..bpf import kernel
 
 
 def discover():

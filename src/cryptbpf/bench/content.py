@@ -12,7 +12,7 @@ from scapy.layers.l2 import Ether
 
 from . import userspace_ns
 from .. import cas
-from ..object import BpfObject
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
 
 SIZES = (64, 512, 1400)

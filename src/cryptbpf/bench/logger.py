@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from . import userspace_ns
 from .. import auditlog
-from .._ffi import ffi, lib
-from ..object import BpfObject
+from ..bpf._ffi import ffi, lib
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
-from ..program import prog_info
-from ..ringbuf import RingBuffer
+from ..bpf.program import prog_info
+from ..bpf.ringbuf import RingBuffer
 
 BATCH = 100
 ROUNDS = 10

@@ -28,14 +28,15 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from . import userspace_ns
-from .. import attach, lifecycle
+from ..bpf import attach
+from .. import lifecycle
 from ..netns import VethPair, inside
-from ..object import BpfObject
+from ..bpf.object import BpfObject
 from ..offload import control
 from ..offload import protocol as P
 from ..offload.client import Client, load_gen
 from ..paths import ROOT, bpf_object
-from ..pins import Pinned
+from ..bpf.pins import Pinned
 from ..programs.crypto_offload import SPEC
 
 SIZES = [64, 256, 512, 1024, 1400]

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from . import userspace_ns
-from ..headers import Layout
-from ..object import BpfObject
+from ..bpf.headers import Layout
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
 from ..pki import admin, ca, peer
 from ..programs.pki_validator import SPEC

@@ -19,7 +19,7 @@ from scapy.layers.l2 import Ether
 
 from . import bpf_each_ns, bpf_repeat_ns
 from .. import pow_client as pc
-from ..object import BpfObject
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
 from ..programs import crypto_ratelimit as cr
 

@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 
 from . import userspace_ns
 from .. import signing
-from ..object import BpfObject
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
 from ..programs import signed_auth as sa
 

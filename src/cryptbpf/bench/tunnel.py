@@ -25,10 +25,11 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from .. import lifecycle, pins
+from .. import lifecycle
+from ..bpf import pins
 from ..kat import KatObject
 from ..netns import VethPair, inside
-from ..object import BpfObject
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
 from ..tunnel import control, device, wire
 

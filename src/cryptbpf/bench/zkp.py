@@ -21,7 +21,7 @@ from scapy.layers.l2 import Ether
 
 from . import bpf_each_ns, bpf_repeat_ns, userspace_ns
 from .. import zkp_client as zc
-from ..object import BpfObject
+from ..bpf.object import BpfObject
 from ..paths import bpf_object
 from ..programs import zkp_filter as zf
 

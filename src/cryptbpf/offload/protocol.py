@@ -13,7 +13,7 @@ from typing import Optional
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from ..errors import CryptbpfError
-from ..headers import Layout
+from ..bpf.headers import Layout
 
 L = Layout("crypto_offload")
 C = L.const

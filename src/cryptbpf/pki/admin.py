@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .. import p256
 from ..errors import CryptbpfError
 from ..ports import udp_port as _port
-from ..headers import Layout
+from ..bpf.headers import Layout
 from . import der
 
 HEADER = "pki_validator"

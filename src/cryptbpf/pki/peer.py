@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from ..addresses import resolve_ipv4
 from ..errors import CryptbpfError
-from ..headers import Layout
+from ..bpf.headers import Layout
 
 POP_CONTEXT = b"cryptbpf-pki-po1"    # PKI_POP_CONTEXT
 

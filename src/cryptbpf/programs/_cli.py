@@ -108,6 +108,6 @@ def pinned(name: str):
     """The pins of loaded program `name`, for an admin subcommand (root
     checked first, so the error says so instead of EPERM)."""
     from .. import lifecycle
-    from ..pins import Pinned
+    from ..bpf.pins import Pinned
     lifecycle.require_privileges()
     return Pinned(name)

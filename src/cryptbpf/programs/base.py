@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..errors import CryptbpfError
-from ..headers import Layout
+from ..bpf.headers import Layout
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from .. import cas
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..ports import udp_port
-from ..headers import Layout
-from ..maps import BPF_NOEXIST
+from ..bpf.headers import Layout
+from ..bpf.maps import BPF_NOEXIST
 from .base import Hook, ProgramSpec
 from ._cli import PATH, argument, examples as _examples, group, netns_option, pinned
 

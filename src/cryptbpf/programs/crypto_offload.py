@@ -259,7 +259,7 @@ def config(settings: tuple[str, ...]):
 @json_option("One JSON object per line.")
 def samples(count: int, seconds: float, as_json: bool):
     """Print the sampled routing decisions from the ring buffer as they come."""
-    from ..ringbuf import RingBuffer
+    from ..bpf.ringbuf import RingBuffer
     seen = []
 
     def show(raw: bytes):

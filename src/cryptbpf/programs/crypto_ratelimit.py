@@ -17,7 +17,7 @@ import click
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..ports import udp_port as _port
-from ..headers import Layout
+from ..bpf.headers import Layout
 from ..keys import random_key
 from .base import Hook, ProgramSpec
 from ._cli import argument, examples as _ex, group, netns_option, pinned

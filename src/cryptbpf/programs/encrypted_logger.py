@@ -22,11 +22,11 @@ from typing import Any, Callable, Optional
 import click
 
 from .. import auditlog
-from .._ffi import check_int, ffi, lib
+from ..bpf._ffi import check_int, ffi, lib
 from ..auditlog import LAYOUT, AuthError, KeyChain, LogWriter, StreamTracker
 from ..errors import CryptbpfError
-from ..pins import Pinned
-from ..ringbuf import RingBuffer
+from ..bpf.pins import Pinned
+from ..bpf.ringbuf import RingBuffer
 from .base import Hook, ProgramSpec
 from ._cli import PATH, argument, examples as _ex, group, json_option
 

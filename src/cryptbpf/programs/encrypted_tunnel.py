@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import click
 
-from .. import pins
+from ..bpf import pins
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..tunnel import control, device as devmod, wire

@@ -34,7 +34,7 @@ from .. import p256
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..ports import udp_port
-from ..headers import Layout
+from ..bpf.headers import Layout
 from .base import Hook, ProgramSpec
 from ._cli import PATH, argument, examples as _examples, group, json_option, netns_option, pinned
 

@@ -19,7 +19,7 @@ import click
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..ports import udp_port as _port
-from ..headers import Layout
+from ..bpf.headers import Layout
 from ..keys import random_key, read_key_file
 from .base import Hook, ProgramSpec
 from ._cli import PATH, argument, examples as _ex, group, netns_option, pinned

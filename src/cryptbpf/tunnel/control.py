@@ -20,7 +20,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from .. import kernel
+from ..bpf import kernel
 from ..aes_cbc import AES_FEATURES, install_aes_key
 from ..errors import CryptbpfError
 from . import wire

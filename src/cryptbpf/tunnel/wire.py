@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import CryptbpfError
-from ..headers import Layout
+from ..bpf.headers import Layout
 
 LAYOUT = Layout("encrypted_tunnel")
 C = LAYOUT.const

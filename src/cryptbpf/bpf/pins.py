@@ -16,10 +16,10 @@ from pathlib import Path
 
 from . import bpffs
 from ._ffi import check_int, lib
-from .errors import CryptbpfError
+from ..errors import CryptbpfError
 from .maps import Map
 from .object import BpfObject
-from .paths import PIN_ROOT, STATE_ROOT
+from ..paths import PIN_ROOT, STATE_ROOT
 from .program import Program
 
 

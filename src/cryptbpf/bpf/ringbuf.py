@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from ._ffi import check_int, check_ptr, ffi, lib
-from .errors import CryptbpfError
+from ..errors import CryptbpfError
 from .maps import MAP_TYPE_RINGBUF, Map
 
 

@@ -12,7 +12,7 @@ import contextlib
 import sys
 import threading
 
-from .errors import BpfError, CryptbpfError
+from ..errors import BpfError, CryptbpfError
 
 try:
     from ._libbpf import ffi, lib

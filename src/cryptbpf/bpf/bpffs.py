@@ -17,8 +17,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from .errors import CryptbpfError
-from .netns import current_name
+from ..errors import CryptbpfError
+from ..netns import current_name
 
 INIT_ROOT = Path("/proc/1/root")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from cffi import FFI
 
-from .paths import include_dir
+from ..paths import include_dir
 
 _PRELUDE = """
 typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32;

@@ -6,7 +6,7 @@ import os
 from typing import Iterator, Sequence, Union
 
 from ._ffi import check_int, ffi, lib
-from .errors import BpfError
+from ..errors import BpfError
 
 Key = Union[bytes, int]
 Value = Union[bytes, int]
@@ -53,7 +53,7 @@ def _pack(v: Value, size: int, what: str) -> bytes:
 
 class Map:
     """A map, addressed by fd. Keys and values are bytes (ints are packed
-    little-endian to the map's size); decode them with `cryptbpf.headers`."""
+    little-endian to the map's size); decode them with `cryptbpf.bpf.headers`."""
 
     def __init__(self, fd: int, name: str, map_type: int, key_size: int,
                  value_size: int, max_entries: int, owned: bool = False):

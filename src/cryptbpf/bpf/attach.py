@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from ._ffi import capture_log, check_int, ffi, lib
-from .errors import BpfError, CryptbpfError
+from ..errors import BpfError, CryptbpfError
 
 TC_POINTS = {"ingress": lib.BPF_TC_INGRESS, "egress": lib.BPF_TC_EGRESS}
 XDP_MODES = {"auto": 0, "skb": 1 << 1, "drv": 1 << 2, "hw": 1 << 3}

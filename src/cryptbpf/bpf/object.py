@@ -7,7 +7,7 @@ import os
 
 from ._ffi import capture_log, check_ptr, ffi, lib
 from .btf import Btf, Var
-from .errors import BpfError, VerifierError
+from ..errors import BpfError, VerifierError
 from .maps import Map
 from .program import Program
 

@@ -1,4 +1,4 @@
-"""cffi build script for cryptbpf._libbpf (API mode, like pyca/cryptography).
+"""cffi build script for cryptbpf.bpf._libbpf (API mode, like pyca/cryptography).
 
 API mode compiles a small C extension against the system's <bpf/libbpf.h>, so
 the C compiler checks every declaration below -- struct layouts such as
@@ -276,7 +276,7 @@ static struct ring_buffer *cryptbpf_ring_buffer_new(int map_fd, void *ctx)
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
-    "cryptbpf._libbpf",
+    "cryptbpf.bpf._libbpf",
     SOURCE,
     libraries=["bpf"],
 )

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from ._ffi import check_int, ffi, lib
-from .errors import BpfError
+from ..errors import BpfError
 
 # enum bpf_prog_type values cryptbpf cares about
 PROG_TYPE_SCHED_CLS = 3
