@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 
 from cryptbpf import lifecycle
 from cryptbpf.demo import exchange
-from cryptbpf.aes_cbc import install_aes_key
+from cryptbpf.crypto.aes_cbc import install_aes_key
 from cryptbpf.programs.aes_roundtrip import SPEC
 
 from conftest import require_feature, system_snapshot

@@ -184,7 +184,7 @@ def test_keys_generate_leaves_no_private_key_when_the_public_one_fails(tmp_path,
     res = run_cli("keys", "generate", str(tmp_path / "b.pem"), "--public", str(tmp_path / "b.pem"))
     assert res.returncode == 1 and list(tmp_path.iterdir()) == []
 
-    from cryptbpf import signing
+    from cryptbpf.crypto import p256_keys
     from cryptbpf.errors import CryptbpfError
     real_open = os.open
 
@@ -192,9 +192,9 @@ def test_keys_generate_leaves_no_private_key_when_the_public_one_fails(tmp_path,
         if str(path).endswith(".pub.pem"):
             raise OSError(28, "No space left on device", str(path))
         return real_open(path, flags, mode)
-    monkeypatch.setattr(signing.os, "open", full_disk)
+    monkeypatch.setattr(p256_keys.os, "open", full_disk)
     with pytest.raises(CryptbpfError, match="No space left on device; no key file left behind"):
-        signing.generate_keypair(tmp_path / "c.pem", tmp_path / "c.pub.pem")
+        p256_keys.generate_keypair(tmp_path / "c.pem", tmp_path / "c.pub.pem")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -87,7 +87,7 @@ def test_differential_random_pairs(ecdsa_kat):
     corrupted message, r, s, or under another key."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, utils
-    from cryptbpf.p256 import VERIFY_BAD, VERIFY_OK, N
+    from cryptbpf.crypto.p256 import VERIFY_BAD, VERIFY_OK, N
 
     keys = []
     for _ in range(12):  # fewer than the key map holds (EcdsaKat evicts beyond)

@@ -313,7 +313,7 @@ def test_aes_programs_drop_everything_where_aes_is_missing(load_object):
     inner = bytes(IP(src=A, dst=B) / UDP(sport=1, dport=2) / b"secret")
     for prog in ("tunnel_seal_cbc", "tunnel_open_cbc"):
         assert obj.program(prog).test_run(data=ETH + inner).retval == TC_SHOT, prog
-    from cryptbpf.aes_cbc import install_aes_key
+    from cryptbpf.crypto.aes_cbc import install_aes_key
     from cryptbpf.errors import CryptbpfError
     with pytest.raises(CryptbpfError, match="errno 95"):          # EOPNOTSUPP
         install_aes_key(obj, "tunnel_aes_setup", os.urandom(32), slot=0)

@@ -47,6 +47,7 @@ from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from cryptbpf.bpf import attach
 from cryptbpf import signing
+from cryptbpf.crypto import p256_keys
 from cryptbpf.netns import inside, ip
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
@@ -162,7 +163,7 @@ class SignedAuth(Guard):
 
     def configure(self, obj):
         self.mod.set_ports(obj, add=[self.port])
-        self.mod.trust(obj, 7, signing.public_point(self.key.public_key()),
+        self.mod.trust(obj, 7, p256_keys.public_point(self.key.public_key()),
                        rate=1_000_000, burst=1_000_000)
 
     def signed(self, data: bytes, src=CLIENT, dst=SERVER, sport=40000) -> bytes:
@@ -965,7 +966,7 @@ def test_aes_roundtrip_never_passes_a_datagram_to_its_port_in_clear(kind):
     pass in clear; now it is transformed behind them, and what cannot be
     transformed in place is dropped and counted."""
     require_root()
-    from cryptbpf.aes_cbc import install_aes_key
+    from cryptbpf.crypto.aes_cbc import install_aes_key
     from cryptbpf.programs.aes_roundtrip import SPEC
     for f in SPEC.requires:
         require_feature(f)

@@ -27,6 +27,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from cryptbpf import lifecycle, signing
+from cryptbpf.crypto import p256_keys
 from cryptbpf.bpf import pins
 from cryptbpf.errors import CryptbpfError
 from cryptbpf.bpf.headers import Layout
@@ -54,7 +55,7 @@ def new_key():
 
 
 def point(key) -> bytes:
-    return signing.public_point(key.public_key())
+    return p256_keys.public_point(key.public_key())
 
 
 KEYS = {"alice": new_key(), "bob": new_key(), "mallory": new_key()}

@@ -314,7 +314,7 @@ def keys_install(program: str, key_file: Path):
               help="Public key file (default: FILE with .pub.pem).")
 def keys_generate(path: Path, public: Path | None):
     """New ECDSA P-256 key pair (signed-auth): private key PEM, mode 0600, and public key PEM."""
-    from .signing import generate_keypair
+    from .crypto.p256_keys import generate_keypair
     pub = public or (path.with_suffix(".pub.pem") if path.suffix == ".pem" else Path(f"{path}.pub.pem"))
     fp = generate_keypair(path, pub)
     click.echo(f"wrote private key {path} (mode 0600) and public key {pub}; fingerprint {fp[:16]}")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .bpf import kernel
-from .aes_cbc import AES_FEATURES as BPF_CRYPTO_FEATURES, install_aes_key
+from .crypto.aes_cbc import AES_FEATURES as BPF_CRYPTO_FEATURES, install_aes_key
 from .errors import CryptbpfError
 from .bpf.headers import Layout
 from .bpf.object import BpfObject
@@ -191,7 +191,7 @@ class EcdsaKat:
     tabled by p256.py), messages hashed and verified in the kernel."""
 
     def __init__(self):
-        from . import p256
+        from .crypto import p256
         self.p256 = p256
         self.obj = BpfObject.open(str(bpf_object("ecdsa_kat")))
         self.obj.load()

@@ -5,7 +5,7 @@ import os, sys, struct, hashlib, subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bpfh
-from cryptbpf import p256
+from cryptbpf.crypto import p256
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives import hashes, serialization
 

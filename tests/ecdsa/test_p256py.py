@@ -1,7 +1,7 @@
 """Tests of src/cryptbpf/p256.py (userspace side) against pyca/cryptography."""
 import os, sys, random, hashlib, subprocess
 
-from cryptbpf import p256
+from cryptbpf.crypto import p256
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives import hashes, serialization
 

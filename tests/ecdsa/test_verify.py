@@ -4,7 +4,7 @@ Run: python3 test_verify.py [quick]"""
 import os, sys, hashlib, random, struct
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bpfh
-from cryptbpf import p256
+from cryptbpf.crypto import p256
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 from cryptography.hazmat.primitives import hashes
 from cryptography.exceptions import InvalidSignature

@@ -9,7 +9,7 @@ import os, sys, json, hashlib, struct, glob
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bpfh
-from cryptbpf import p256
+from cryptbpf.crypto import p256
 from cryptography.hazmat.primitives.asymmetric import utils
 
 import importlib.util

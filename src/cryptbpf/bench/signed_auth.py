@@ -17,6 +17,7 @@ from scapy.layers.l2 import Ether
 
 from . import userspace_ns
 from .. import signing
+from ..crypto import p256_keys
 from ..bpf.object import BpfObject
 from ..paths import bpf_object
 from ..programs import signed_auth as sa
@@ -72,8 +73,8 @@ def signed_auth_xdp(echo) -> list[dict]:
         obj.set_global("global_burst", 1_000_000)
         obj.load()
         sa.set_ports(obj, add=[PORT])
-        sa.trust(obj, 7, signing.public_point(key.public_key()), rate=1_000_000_000, burst=1_000_000)
-        sa.trust(obj, 8, signing.public_point(ec.generate_private_key(ec.SECP256R1()).public_key()),
+        sa.trust(obj, 7, p256_keys.public_point(key.public_key()), rate=1_000_000_000, burst=1_000_000)
+        sa.trust(obj, 8, p256_keys.public_point(ec.generate_private_key(ec.SECP256R1()).public_key()),
                  rate=1, burst=1)
         rows = [_verified(obj, signer, key, n) for n in (64, 1024)]
         trailer = lambda kid, seq: struct.pack(">HBBIQ", 0x5341, 1, 0, kid, seq) + os.urandom(64)

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from .. import p256
+from ..crypto import p256
 from ..errors import CryptbpfError
 from ..ports import udp_port as _port
 from ..bpf.headers import Layout

@@ -169,5 +169,5 @@ def der_of(cert: x509.Certificate) -> bytes:
 def load_key(path) -> ec.EllipticCurvePrivateKey:
     """The leaf's P-256 private key from a PEM file only its owner can read
     (the same rules as a signed-auth signing key)."""
-    from ..signing import load_private_key
+    from ..crypto.p256_keys import load_private_key
     return load_private_key(path)

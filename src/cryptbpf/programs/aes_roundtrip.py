@@ -7,7 +7,7 @@ ingress decrypts and unpads. Wire format: bpf/include/aes_roundtrip.h.
 
 from __future__ import annotations
 
-from ..aes_cbc import install_aes_key
+from ..crypto.aes_cbc import install_aes_key
 from .base import Hook, ProgramSpec
 
 

@@ -30,7 +30,7 @@ from typing import Optional
 
 import click
 
-from .. import p256
+from ..crypto import p256
 from ..errors import CryptbpfError
 from ..netns import inside
 from ..ports import udp_port
@@ -293,7 +293,7 @@ def _int(text: str, what: str) -> int:
 
 
 def _read_point(path: Path) -> bytes:
-    from ..signing import load_public_key, public_point
+    from ..crypto.p256_keys import load_public_key, public_point
     return public_point(load_public_key(path))
 
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from ..bpf import kernel
-from ..aes_cbc import AES_FEATURES, install_aes_key
+from ..crypto.aes_cbc import AES_FEATURES, install_aes_key
 from ..errors import CryptbpfError
 from . import wire
 

@@ -267,7 +267,7 @@ def gen_table_header() -> str:
         "/* SPDX-License-Identifier: GPL-2.0 */",
         "/* GENERATED FILE - do not edit.",
         " * Regenerate with:",
-        " *   PYTHONPATH=src python3 -m cryptbpf.p256 --gen-header > bpf/include/p256_gen_table.bpf.h",
+        " *   PYTHONPATH=src python3 -m cryptbpf.crypto.p256 --gen-header > bpf/include/p256_gen_table.bpf.h",
         " * Entry [i*64 + j] = (j+1) * 2^(7*i) * G for i < 37, j < 64, affine,",
         " * x then y as eight little-endian 32-bit limbs (struct p256_affine).",
         " */",
@@ -344,7 +344,7 @@ def main(argv=None) -> int:
     if argv == ["--gen-header"]:
         sys.stdout.write(gen_table_header())
         return 0
-    sys.stderr.write("usage: python3 -m cryptbpf.p256 --gen-header\n")
+    sys.stderr.write("usage: python3 -m cryptbpf.crypto.p256 --gen-header\n")
     return 2
 
 

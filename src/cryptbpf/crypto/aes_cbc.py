@@ -4,8 +4,8 @@ bpf_crypto context in the kernel."""
 
 from __future__ import annotations
 
-from .errors import CryptbpfError
-from .bpf.headers import Layout
+from ..errors import CryptbpfError
+from ..bpf.headers import Layout
 
 # kernel.FEATURES that aes_cbc_available() in aes_cbc.bpf.h tests for: the
 # bpf_crypto skcipher kfuncs and packet dynptrs. Without them an object's
