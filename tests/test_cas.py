@@ -1,4 +1,4 @@
-"""cryptbpf.cas without the kernel: chunking, the manifest tree, reassembly
+"""cryptbpf.programs.content_verifier.client without the kernel: chunking, the manifest tree, reassembly
 in any order, the receiver's own checks and its memory bound."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from cryptbpf import cas
+from cryptbpf.programs.content_verifier import client as cas
 from cryptbpf.errors import CryptbpfError
 
 CHUNK = cas.chunk_size_for_mtu(1500)

@@ -133,7 +133,7 @@ def test_bad_input_is_one_line_and_exit_1(files, case):
 def test_pki_leaf_key_readable_by_others_is_refused(files):
     """The leaf key of `pki connect` follows the 0600 rule like every key."""
     from cryptbpf.errors import CryptbpfError
-    from cryptbpf.pki import peer
+    from cryptbpf.programs.pki_validator import client as peer
     with pytest.raises(CryptbpfError, match="readable by others"):
         peer.load_key(files / "open.pem")
     assert peer.load_key(files / "key.pem").curve.name == "secp256r1"
@@ -142,7 +142,7 @@ def test_pki_leaf_key_readable_by_others_is_refused(files):
 def test_demo_ca_tightens_an_existing_key_file(tmp_path):
     """Re-issuing into a directory whose key file was left world-readable
     leaves it 0600 (os.open's mode applies only when the file is created)."""
-    from cryptbpf.pki import ca
+    from cryptbpf.programs.pki_validator import ca
     p = tmp_path / "leaf.key"
     p.write_bytes(b"old")
     os.chmod(p, 0o644)
@@ -169,8 +169,8 @@ def test_keys_new_in_range(tmp_path, size):
 def test_key_size_range_covers_every_program_and_peer():
     """keys new's bounds are what the programs load and the peers take."""
     from cryptbpf import keys, programs
-    from cryptbpf.offload import protocol as P
-    from cryptbpf.programs import zkp_filter
+    from cryptbpf.programs.crypto_offload import wire as P
+    from cryptbpf.programs.zkp_filter import spec as zkp_filter
     sizes = {n for spec in programs.discover().values() for n in spec.key_sizes}
     sizes |= set(zkp_filter.SECRET_SIZES) | {P.C("OFFLOAD_AEAD_KEY_SIZE"), 16, P.C("OFFLOAD_KEY_MAX")}
     assert (keys.MIN_KEY_SIZE, keys.MAX_KEY_SIZE) == (min(sizes), max(sizes))
@@ -314,7 +314,7 @@ class _Handle:
 ])
 def test_offload_config_refuses_values_out_of_bounds(setting, value, expect):
     from cryptbpf.errors import CryptbpfError
-    from cryptbpf.offload import control
+    from cryptbpf.programs.crypto_offload import control
     h = _Handle()
     control.write_config(h, **control.DEFAULT_CONFIG)
     before = (h.m.value, h.m.writes)
@@ -325,7 +325,7 @@ def test_offload_config_refuses_values_out_of_bounds(setting, value, expect):
 
 
 def test_offload_config_accepts_its_bounds():
-    from cryptbpf.offload import control
+    from cryptbpf.programs.crypto_offload import control
     h = _Handle()
     for lo_hi in (0, 1):
         values = {k: str(v[lo_hi]) for k, v in control.CONFIG_LIMITS.items()}
@@ -359,7 +359,7 @@ def test_tunnel_local_address_must_be_configured_here(veth_pair):
     route is changed."""
     from cryptbpf.errors import CryptbpfError
     from cryptbpf.netns import inside
-    from cryptbpf.tunnel import device
+    from cryptbpf.programs.encrypted_tunnel import device
     p = veth_pair
 
     def routes():

@@ -23,11 +23,12 @@ from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 
 from cryptbpf.bpf import attach
-from cryptbpf import cas, lifecycle
+from cryptbpf.programs.content_verifier import client as cas
+from cryptbpf import lifecycle
 from cryptbpf.netns import inside, ip
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs import content_verifier as cv
+from cryptbpf.programs.content_verifier import spec as cv
 from cryptbpf.programs.content_verifier import SPEC
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli

@@ -24,9 +24,9 @@ from cryptbpf.bpf import attach
 from cryptbpf import lifecycle
 from cryptbpf.netns import inside
 from cryptbpf.bpf.object import BpfObject
-from cryptbpf.offload import control
-from cryptbpf.offload import protocol as P
-from cryptbpf.offload.client import Client
+from cryptbpf.programs.crypto_offload import control
+from cryptbpf.programs.crypto_offload import wire as P
+from cryptbpf.programs.crypto_offload.client import Client
 from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs.crypto_offload import SPEC
 from cryptbpf.bpf.ringbuf import RingBuffer

@@ -19,10 +19,10 @@ from scapy.layers.l2 import ARP, Ether
 
 from cryptbpf.bpf import attach
 from cryptbpf import lifecycle, netns
-from cryptbpf import pow_client as pc
+from cryptbpf.programs.crypto_ratelimit import client as pc
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs import crypto_ratelimit as cr
+from cryptbpf.programs.crypto_ratelimit import spec as cr
 
 from conftest import TEST_OBJ_DIR, require_feature, system_snapshot, udp_echo
 from xdp_frames import CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply, udp_frame

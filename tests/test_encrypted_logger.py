@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from cryptbpf import auditlog, lifecycle
+from cryptbpf.programs.encrypted_logger import wire as auditlog
+from cryptbpf import lifecycle
 from cryptbpf.bpf import pins
 from cryptbpf.keys import write_key_file
-from cryptbpf.programs import encrypted_logger as el
+from cryptbpf.programs.encrypted_logger import spec as el
 from cryptbpf.bpf.ringbuf import RingBuffer
 
 from conftest import require_feature, run_cli

@@ -13,7 +13,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
 
 from cryptbpf.programs.encrypted_tunnel import SPEC
-from cryptbpf.tunnel import control, wire
+from cryptbpf.programs.encrypted_tunnel import control, wire
 
 from conftest import require_feature
 

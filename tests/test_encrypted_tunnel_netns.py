@@ -20,8 +20,8 @@ import pytest
 from cryptbpf import lifecycle
 from cryptbpf.bpf import pins
 from cryptbpf.keys import write_key_file
-from cryptbpf.programs import encrypted_tunnel as et
-from cryptbpf.tunnel import control, traffic, wire
+from cryptbpf.programs.encrypted_tunnel import spec as et
+from cryptbpf.programs.encrypted_tunnel import control, traffic, wire
 
 from conftest import require_feature, run_cli, system_snapshot
 

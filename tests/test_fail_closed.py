@@ -46,7 +46,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from cryptbpf.bpf import attach
-from cryptbpf import signing
+from cryptbpf.programs.signed_auth import client as signing
 from cryptbpf.crypto import p256_keys
 from cryptbpf.netns import inside, ip
 from cryptbpf.bpf.object import BpfObject
@@ -156,7 +156,7 @@ class SignedAuth(Guard):
 
     def __init__(self):
         from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptbpf.programs import signed_auth
+        from cryptbpf.programs.signed_auth import spec as signed_auth
         self.spec, self.mod = signed_auth.SPEC, signed_auth
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.signer = signing.Signer(self.key, 7)
@@ -182,12 +182,12 @@ class Zkp(Guard):
 
     def __init__(self):
         import test_zkp_filter as tz
-        from cryptbpf.programs import zkp_filter
+        from cryptbpf.programs.zkp_filter import spec as zkp_filter
         self.tz, self.spec, self.mod = tz, zkp_filter.SPEC, zkp_filter
         self.port, self.ctrl = tz.PROTECTED, tz.CTRL
 
     def configure(self, obj):
-        from cryptbpf import zkp_client as zc
+        from cryptbpf.programs.zkp_filter import client as zc
         obj.server_key = os.urandom(32)
         self.mod.install_server_key(obj, obj.server_key)
         self.mod.add_key(obj, self.tz.KEY_ID, zc.derive_verifier(self.tz.SECRET))
@@ -197,7 +197,7 @@ class Zkp(Guard):
         self.tz.authorize(obj, src)
 
     def control_request(self, vlans=()) -> bytes:
-        from cryptbpf import zkp_client as zc
+        from cryptbpf.programs.zkp_filter import client as zc
         return udp4(zc.pack("hello", client_nonce=os.urandom(16)), self.ctrl, vlans)
 
     def legit(self, obj, vlans=()):
@@ -216,7 +216,7 @@ class Ratelimit(Guard):
            "opts": "bad_l4", "frag": "bad_l4", "frag6": "ipv6_dropped", "v6": "ipv6_dropped"}
 
     def __init__(self):
-        from cryptbpf.programs import crypto_ratelimit
+        from cryptbpf.programs.crypto_ratelimit import spec as crypto_ratelimit
         self.spec, self.mod = crypto_ratelimit.SPEC, crypto_ratelimit
 
     def configure(self, obj):
@@ -227,7 +227,7 @@ class Ratelimit(Guard):
         self.mod.protect(obj, self.port)
 
     def control_request(self, vlans=()) -> bytes:
-        from cryptbpf import pow_client as pc
+        from cryptbpf.programs.crypto_ratelimit import client as pc
         return udp4(pc.pack("request"), self.port, vlans)
 
     def legit(self, obj, vlans=()):
@@ -244,8 +244,8 @@ class Pki(Guard):
     _certs = None
 
     def __init__(self):
-        from cryptbpf.pki import admin, ca
-        from cryptbpf.programs import pki_validator
+        from cryptbpf.programs.pki_validator import control as admin, ca
+        from cryptbpf.programs.pki_validator import spec as pki_validator
         import test_pki_validator as tp
         self.tp, self.admin, self.ca, self.spec = tp, admin, ca, pki_validator.SPEC
         self.port, self.ctrl = tp.APP_PORT, tp.CTRL
@@ -286,8 +286,8 @@ class ContentVerifier(Guard):
            "frag": "fragment", "frag6": "fragment"}
 
     def __init__(self):
-        from cryptbpf import cas
-        from cryptbpf.programs import content_verifier
+        from cryptbpf.programs.content_verifier import client as cas
+        from cryptbpf.programs.content_verifier import spec as content_verifier
         import test_content_verifier as tc
         self.tc, self.spec, self.port = tc, content_verifier.SPEC, cas.DEFAULT_PORT
 
@@ -715,7 +715,7 @@ def offload():
     them to the stack (and its daemon). What it cannot classify goes to the
     stack untouched; it never answers a request the kernel would drop."""
     require_root()
-    from cryptbpf.offload import control
+    from cryptbpf.programs.crypto_offload import control
     from cryptbpf.programs.crypto_offload import SPEC
     for f in SPEC.requires:
         require_feature(f)
@@ -726,14 +726,14 @@ def offload():
 
 
 def _offload_request(vlans=(), **ip_kw) -> bytes:
-    from cryptbpf.offload import protocol as P
+    from cryptbpf.programs.crypto_offload import wire as P
     return udp4(P.request("sha256", b"behind tags" * 10, req_id=77), P.DEFAULT_PORT, vlans, **ip_kw)
 
 
 @pytest.mark.parametrize("kind", list(TAG_KINDS))
 def test_offload_answers_behind_tags_and_leaves_the_rest_to_the_stack(offload, kind):
     import hashlib
-    from cryptbpf.offload import protocol as P
+    from cryptbpf.programs.crypto_offload import wire as P
     for n in range(MAX_TAGS + 2):
         req = _offload_request(tags(n, **TAG_KINDS[kind]))
         res = offload.program("offload_xdp").test_run(data=req)
@@ -772,7 +772,7 @@ def tun():
     chacha20-poly1305."""
     require_root()
     import test_encrypted_tunnel as tt
-    from cryptbpf.tunnel import control, wire
+    from cryptbpf.programs.encrypted_tunnel import control, wire
     tt.require_suite(wire.CHACHA)
     obj = BpfObject.open(str(bpf_object("encrypted_tunnel"))).load()
     obj.secret, obj.suite = os.urandom(32), wire.CHACHA
@@ -829,7 +829,7 @@ def test_tunnel_egress_never_sends_a_peers_traffic_in_clear_behind_tags(tun):
     without reorder_hdr on top of the tunnel device, or raw AF_PACKET)
     cannot be sealed at the fixed offset: dropped and counted, never passed
     (before, skb->protocol 0x8100 made it pass in clear)."""
-    from cryptbpf.tunnel import wire
+    from cryptbpf.programs.encrypted_tunnel import wire
     tt = tun.tt
     egress = tun.program("tunnel_egress")
     for kind in TAG_KINDS.values():
@@ -853,8 +853,8 @@ def tunnel_b(veth_pair):
     the test, sealed with the Python peer where it should be)."""
     from cryptbpf import lifecycle
     from cryptbpf.bpf import pins
-    from cryptbpf.programs import encrypted_tunnel as et
-    from cryptbpf.tunnel import control, wire
+    from cryptbpf.programs.encrypted_tunnel import spec as et
+    from cryptbpf.programs.encrypted_tunnel import control, wire
     for f in et.SPEC.requires + control.SUITE_REQUIRES[wire.CHACHA]:
         require_feature(f)
     secret = os.urandom(32)
@@ -872,7 +872,7 @@ def tunnel_b(veth_pair):
 
 def _b_view_of_a(w) -> dict:
     from cryptbpf.bpf import pins
-    from cryptbpf.tunnel import control
+    from cryptbpf.programs.encrypted_tunnel import control
     with pins.Pinned("encrypted-tunnel") as h:
         peer = control.peer_stats(h, control.get_peer(h, w.pair.addr_a).index)
         none = control.peer_stats(h, control.NO_PEER_ROW)
@@ -900,7 +900,7 @@ def test_tunnel_on_the_wire_sealed_packets_behind_a_priority_tag(tunnel_b):
     """The Python peer seals for B; behind one VLAN id 0 tag (a sender on a
     network that adds 802.1p priority tags) the packet is opened and
     delivered, behind two it is dropped and counted, never opened."""
-    from cryptbpf.tunnel import wire
+    from cryptbpf.programs.encrypted_tunnel import wire
     w = tunnel_b
     pair = w.pair
     keys = wire.derive(w.secret, wire.CHACHA, 0, pair.addr_a, pair.addr_b)
@@ -931,7 +931,7 @@ def test_tunnel_on_the_wire_tagged_frame_to_the_peer_never_leaves_in_clear(tunne
     """From B (the tunnel host), a raw frame to the peer with a VLAN tag in
     the frame goes through TC egress: dropped and counted; nothing of it is
     seen on A's side. An untagged raw frame to the peer is sealed."""
-    from cryptbpf.tunnel import traffic, wire
+    from cryptbpf.programs.encrypted_tunnel import traffic, wire
     w = tunnel_b
     pair = w.pair
     marker = b"CRYPTBPF-FAIL-CLOSED-" + os.urandom(4).hex().encode()
@@ -951,7 +951,7 @@ def test_tunnel_on_the_wire_tagged_frame_to_the_peer_never_leaves_in_clear(tunne
     sealed = [f for _, f in cap.frames if f[12:14] == b"\x08\x00" and f[23] == wire.IPPROTO]
     assert len(sealed) == 1
     from cryptbpf.bpf import pins
-    from cryptbpf.tunnel import control
+    from cryptbpf.programs.encrypted_tunnel import control
     with pins.Pinned("encrypted-tunnel") as h:
         st = control.peer_stats(h, control.get_peer(h, pair.addr_a).index)
     assert (st["tagged"], st["tx_packets"]) == (4, 1)

@@ -2,8 +2,8 @@
 
 Network tests: the server (namespace A) runs pki_xdp on its veth and a UDP
 echo service on a protected port; the client (namespace B) authenticates
-with cryptbpf.pki.peer. Every certificate comes from `cryptography`
-(cryptbpf.pki.ca) or the `openssl` command. Each rejection is checked by
+with cryptbpf.programs.pki_validator.client. Every certificate comes from `cryptography`
+(cryptbpf.programs.pki_validator.ca) or the `openssl` command. Each rejection is checked by
 the one counter it must move. The DER fuzzing runs the same program through
 BPF_PROG_TEST_RUN (thousands of frames; a veth round trip each would be
 slow)."""
@@ -32,8 +32,8 @@ from cryptbpf.bpf.headers import Layout
 from cryptbpf.netns import VethPair
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
-from cryptbpf.pki import admin, ca, der, peer
-from cryptbpf.programs import pki_validator as pv
+from cryptbpf.programs.pki_validator import control as admin, ca, der, client as peer
+from cryptbpf.programs.pki_validator import spec as pv
 from xdp_frames import XDP_DROP, XDP_PASS, XDP_TX, udp_frame
 
 APP_PORT = 5000

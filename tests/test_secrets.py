@@ -48,20 +48,20 @@ def test_map_dump_refuses_secret_maps(prog):
 
 
 def _install_zkp(obj):
-    from cryptbpf.programs import zkp_filter as zf
+    from cryptbpf.programs.zkp_filter import spec as zf
     zf.install_server_key(obj, os.urandom(32))
     zf.install_verifier(obj, 7, os.urandom(32))
     return "zkp_scratch"
 
 
 def _install_ratelimit(obj):
-    from cryptbpf.programs import crypto_ratelimit as cr
+    from cryptbpf.programs.crypto_ratelimit import spec as cr
     cr.install_server_key(obj, os.urandom(32))
     return "pow_scratch"
 
 
 def _install_pki(obj):
-    from cryptbpf.pki import admin
+    from cryptbpf.programs.pki_validator import control as admin
     admin.install_challenge_key(obj)
     return "scratch"
 

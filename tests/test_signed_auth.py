@@ -9,7 +9,7 @@ socket gets exactly the signed data, attacks on the wire never reach it,
 and legitimate traffic gets through a flood of bogus signatures.
 
 Signatures are checked against pyca/cryptography over a message the test
-packs itself from the documented wire format (not with cryptbpf.signing)."""
+packs itself from the documented wire format (not with cryptbpf.programs.signed_auth.client)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from scapy.layers.inet import IP, UDP, IPOption_NOP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
-from cryptbpf import lifecycle, signing
+from cryptbpf import lifecycle
+from cryptbpf.programs.signed_auth import client as signing
 from cryptbpf.crypto import p256_keys
 from cryptbpf.bpf import pins
 from cryptbpf.errors import CryptbpfError
@@ -35,7 +36,7 @@ from cryptbpf.netns import inside, ip
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs import signed_auth as sa
+from cryptbpf.programs.signed_auth import spec as sa
 from cryptbpf.programs.signed_auth import SPEC
 
 from conftest import require_feature, require_root, run_cli, system_snapshot
@@ -93,7 +94,7 @@ def xdp(obj):
     return obj
 
 
-# ---- building datagrams independently of cryptbpf.signing ----
+# ---- building datagrams independently of cryptbpf.programs.signed_auth.client ----
 
 def pack_hdr(kid, seq, src, dst, data_len, magic=0x5341, version=1, flags=0) -> bytes:
     """signed_hdr exactly as docs/signed_auth.md describes it, big-endian."""

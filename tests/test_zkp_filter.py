@@ -15,11 +15,11 @@ from scapy.layers.l2 import ARP, Ether
 
 from cryptbpf.bpf import attach
 from cryptbpf import lifecycle, netns
-from cryptbpf import zkp_client as zc
+from cryptbpf.programs.zkp_filter import client as zc
 from cryptbpf.errors import CryptbpfError
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs import zkp_filter as zf
+from cryptbpf.programs.zkp_filter import spec as zf
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo
 from xdp_frames import (CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply,

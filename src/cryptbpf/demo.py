@@ -17,7 +17,7 @@ from . import lifecycle, programs
 from .bpf import pins
 from .errors import CryptbpfError
 from .netns import VethPair, inside
-from .tunnel import control, traffic, wire
+from .programs.encrypted_tunnel import control, traffic, wire
 
 PORT = 4242
 MARKER = b"attack at dawn"
@@ -40,7 +40,7 @@ def exchange(pair: VethPair, payload: bytes, port: int = PORT) -> bytes:
 
 
 def _up(pair: VethPair, secret: bytes, suite: int) -> None:
-    from .programs import encrypted_tunnel as et
+    from .programs.encrypted_tunnel import spec as et
     # generic XDP: native XDP on one veth end changes the other end's offloads
     lifecycle.load(et.SPEC, pair.dev_a, key=secret, netns=pair.ns_a, xdp_mode="skb",
                    options={"peer": [pair.addr_b], "suite": [wire.SUITE_NAMES[suite]]})

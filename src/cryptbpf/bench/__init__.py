@@ -1,5 +1,6 @@
 """`make bench` / `cryptbpf bench`: every module here with a `BENCHMARKS`
-list is discovered and run; results go to OUT.json and OUT.md.
+list (the primitives') and every program package's `bench` module is
+discovered and run; results go to OUT.json and OUT.md.
 
 A benchmark is a function `bench(echo) -> list[dict]`; each row has at least
 `name`, `size` (bytes), `ns` (per operation) and optionally `baseline_ns`
@@ -10,6 +11,7 @@ a ratio against something measured at the same moment on the same machine.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import pkgutil
 import platform
@@ -19,13 +21,25 @@ from pathlib import Path
 from ..bpf import kernel
 
 
-def discover():
+def _modules():
+    """Benchmark modules by name: the primitives' here (sha2, chacha, ...)
+    and each program package's `bench`, under its BENCH_NAME."""
+    from .. import programs
+    found = {}
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name.startswith("_"):
-            continue
-        m = importlib.import_module(f"{__name__}.{mod.name}")
+        if not mod.name.startswith("_"):
+            found[mod.name] = importlib.import_module(f"{__name__}.{mod.name}")
+    for mod in pkgutil.iter_modules(programs.__path__):
+        if mod.ispkg and importlib.util.find_spec(f"{programs.__name__}.{mod.name}.bench"):
+            m = importlib.import_module(f"{programs.__name__}.{mod.name}.bench")
+            found[m.BENCH_NAME] = m
+    return dict(sorted(found.items()))
+
+
+def discover():
+    for name, m in _modules().items():
         for fn in getattr(m, "BENCHMARKS", []):
-            yield f"{mod.name}.{fn.__name__}", fn
+            yield f"{name}.{fn.__name__}", fn
 
 
 def mbps(size: int, ns: float) -> float:

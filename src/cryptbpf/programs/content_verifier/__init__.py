@@ -1,0 +1,8 @@
+"""content-verifier: XDP drops datagrams whose content does not hash to their id.
+
+Everything this program has in userspace; the modules are named as in
+every program package (see cryptbpf.programs)."""
+
+from .spec import SPEC
+
+__all__ = ["SPEC"]

@@ -1,0 +1,8 @@
+"""zkp-filter: challenge-response access control at XDP.
+
+Everything this program has in userspace; the modules are named as in
+every program package (see cryptbpf.programs)."""
+
+from .spec import SPEC
+
+__all__ = ["SPEC"]
