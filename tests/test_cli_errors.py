@@ -170,7 +170,7 @@ def test_key_size_range_covers_every_program_and_peer():
     """keys new's bounds are what the programs load and the peers take."""
     from cryptbpf import keys, programs
     from cryptbpf.programs.crypto_offload import wire as P
-    from cryptbpf.programs.zkp_filter import spec as zkp_filter
+    from cryptbpf.programs.zkp_filter import control as zkp_filter
     sizes = {n for spec in programs.discover().values() for n in spec.key_sizes}
     sizes |= set(zkp_filter.SECRET_SIZES) | {P.C("OFFLOAD_AEAD_KEY_SIZE"), 16, P.C("OFFLOAD_KEY_MAX")}
     assert (keys.MIN_KEY_SIZE, keys.MAX_KEY_SIZE) == (min(sizes), max(sizes))

@@ -28,7 +28,7 @@ from cryptbpf import lifecycle
 from cryptbpf.netns import inside, ip
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs.content_verifier import spec as cv
+from cryptbpf.programs.content_verifier import control as cv
 from cryptbpf.programs.content_verifier import SPEC
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli

@@ -22,7 +22,7 @@ from cryptbpf import lifecycle, netns
 from cryptbpf.programs.crypto_ratelimit import client as pc
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs.crypto_ratelimit import spec as cr
+from cryptbpf.programs.crypto_ratelimit import SPEC, control as cr
 
 from conftest import TEST_OBJ_DIR, require_feature, system_snapshot, udp_echo
 from xdp_frames import CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply, udp_frame
@@ -34,7 +34,7 @@ D = 4          # min = max difficulty in most tests
 
 @pytest.fixture
 def rl(load_object):
-    for f in cr.SPEC.requires:
+    for f in SPEC.requires:
         require_feature(f)
     obj = load_object("crypto_ratelimit")
     obj.server_key = os.urandom(32)
@@ -49,7 +49,7 @@ def run(obj, frame: bytes):
 
 
 def stats(obj) -> dict:
-    return cr.SPEC.stats(obj)
+    return SPEC.stats(obj)
 
 
 def nonzero(obj) -> dict:
@@ -388,7 +388,7 @@ def test_ipv6_to_protected_port_is_dropped(rl):
 
 @pytest.fixture
 def rl_between(veth_pair, request):
-    for f in cr.SPEC.requires:
+    for f in SPEC.requires:
         require_feature(f)
     mode = veth_pair.mode = request.param
     before = system_snapshot(veth_pair.ns_b, cr.NAME)
@@ -398,7 +398,7 @@ def rl_between(veth_pair, request):
         with netns.inside(veth_pair.ns_a):
             attach.xdp_attach(peer.program("xdp_pass").fd, peer.program("xdp_pass").id,
                               attach.ifindex(veth_pair.dev_a), "drv")
-    lifecycle.load(cr.SPEC, veth_pair.dev_b, netns=veth_pair.ns_b, xdp_mode=mode,
+    lifecycle.load(SPEC, veth_pair.dev_b, netns=veth_pair.ns_b, xdp_mode=mode,
                    options={"protect": [str(PORT)], "rate": ["1"], "burst": ["2"],
                             "min_difficulty": ["10"], "max_difficulty": ["10"]})
     try:
@@ -422,7 +422,7 @@ def test_client_pays_transparently_between_namespaces(rl_between):
     assert c.stats.challenges >= 1 and c.stats.admitted == c.stats.challenges
     assert set(c.stats.difficulties) == {10}
     with Pinned(cr.NAME) as h:
-        st = cr.SPEC.status(h)
+        st = SPEC.status(h)
     # Where native XDP on veth has no tailroom (6.18), a 2-byte datagram
     # cannot grow into a challenge: XDP counts no_room and the client asks
     # for one explicitly; where it has room (6.1) XDP answers directly.

@@ -20,7 +20,7 @@ from cryptbpf.programs.encrypted_logger import wire as auditlog
 from cryptbpf import lifecycle
 from cryptbpf.bpf import pins
 from cryptbpf.keys import write_key_file
-from cryptbpf.programs.encrypted_logger import spec as el
+from cryptbpf.programs.encrypted_logger import SPEC, control as el
 from cryptbpf.bpf.ringbuf import RingBuffer
 
 from conftest import require_feature, run_cli
@@ -49,7 +49,7 @@ def features():
 
 @contextlib.contextmanager
 def loaded(master: bytes, **knobs):
-    lifecycle.load(el.SPEC, None, knobs, master)
+    lifecycle.load(SPEC, None, knobs, master)
     try:
         with pins.Pinned(NAME) as h:
             yield h
@@ -232,7 +232,7 @@ def test_epoch_rollover_mid_stream_decrypts_and_wipes_old_keys(features, keys):
 
         ks, slots = _keystate(h)
         e = ks["epoch"]
-        assert e >= epochs[-1] >= 3 and el.SPEC.stats(h)["ratchets"] == e
+        assert e >= epochs[-1] >= 3 and SPEC.stats(h)["ratchets"] == e
         chain = auditlog.session_key(master, h.get_global_int("session"))
         for _ in range(e):
             chain = auditlog.ratchet(chain)
@@ -253,7 +253,7 @@ def test_ring_buffer_overflow_is_counted_and_shown_as_a_gap(features, keys):
     with loaded(master, epoch_ms=0, ring_kb=4) as h:   # room for ~6 records
         for _ in range(12):
             subprocess.run(["/bin/true"], **on_cpu)
-        stats = el.SPEC.stats(h)
+        stats = SPEC.stats(h)
         assert stats["lost_ringbuf"] >= 12 - 6
         first: list[bytes] = []
         with RingBuffer(h.map("elog_ring"), first.append) as rb:
@@ -269,7 +269,7 @@ def test_ring_buffer_overflow_is_counted_and_shown_as_a_gap(features, keys):
                 gaps.append(gap)
         assert gaps, "lost records left no visible gap"
         assert all(g.kernel_lost == g.count for g in gaps)
-        assert sum(g.count for g in gaps) <= el.SPEC.stats(h)["lost_ringbuf"]
+        assert sum(g.count for g in gaps) <= SPEC.stats(h)["lost_ringbuf"]
         assert "lost in the kernel" in gaps[0].describe()
         assert any(r.get("pid") == p.pid for r in opened(master, later))
 

@@ -20,7 +20,7 @@ import pytest
 from cryptbpf import lifecycle
 from cryptbpf.bpf import pins
 from cryptbpf.keys import write_key_file
-from cryptbpf.programs.encrypted_tunnel import spec as et
+from cryptbpf.programs.encrypted_tunnel import cli as et
 from cryptbpf.programs.encrypted_tunnel import control, traffic, wire
 
 from conftest import require_feature, run_cli, system_snapshot

@@ -156,8 +156,8 @@ class SignedAuth(Guard):
 
     def __init__(self):
         from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptbpf.programs.signed_auth import spec as signed_auth
-        self.spec, self.mod = signed_auth.SPEC, signed_auth
+        from cryptbpf.programs.signed_auth import SPEC, control as signed_auth
+        self.spec, self.mod = SPEC, signed_auth
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.signer = signing.Signer(self.key, 7)
 
@@ -182,8 +182,8 @@ class Zkp(Guard):
 
     def __init__(self):
         import test_zkp_filter as tz
-        from cryptbpf.programs.zkp_filter import spec as zkp_filter
-        self.tz, self.spec, self.mod = tz, zkp_filter.SPEC, zkp_filter
+        from cryptbpf.programs.zkp_filter import SPEC, control as zkp_filter
+        self.tz, self.spec, self.mod = tz, SPEC, zkp_filter
         self.port, self.ctrl = tz.PROTECTED, tz.CTRL
 
     def configure(self, obj):
@@ -216,8 +216,8 @@ class Ratelimit(Guard):
            "opts": "bad_l4", "frag": "bad_l4", "frag6": "ipv6_dropped", "v6": "ipv6_dropped"}
 
     def __init__(self):
-        from cryptbpf.programs.crypto_ratelimit import spec as crypto_ratelimit
-        self.spec, self.mod = crypto_ratelimit.SPEC, crypto_ratelimit
+        from cryptbpf.programs.crypto_ratelimit import SPEC, control as crypto_ratelimit
+        self.spec, self.mod = SPEC, crypto_ratelimit
 
     def configure(self, obj):
         self.mod.install_server_key(obj, os.urandom(32))
@@ -245,9 +245,9 @@ class Pki(Guard):
 
     def __init__(self):
         from cryptbpf.programs.pki_validator import control as admin, ca
-        from cryptbpf.programs.pki_validator import spec as pki_validator
+        from cryptbpf.programs.pki_validator import SPEC, control as pki_validator
         import test_pki_validator as tp
-        self.tp, self.admin, self.ca, self.spec = tp, admin, ca, pki_validator.SPEC
+        self.tp, self.admin, self.ca, self.spec = tp, admin, ca, SPEC
         self.port, self.ctrl = tp.APP_PORT, tp.CTRL
         if Pki._certs is None:
             root = ca.issue("fail-closed root", ca=True, path_len=1)
@@ -287,9 +287,9 @@ class ContentVerifier(Guard):
 
     def __init__(self):
         from cryptbpf.programs.content_verifier import client as cas
-        from cryptbpf.programs.content_verifier import spec as content_verifier
+        from cryptbpf.programs.content_verifier import SPEC, control as content_verifier
         import test_content_verifier as tc
-        self.tc, self.spec, self.port = tc, content_verifier.SPEC, cas.DEFAULT_PORT
+        self.tc, self.spec, self.port = tc, SPEC, cas.DEFAULT_PORT
 
     def attack_payload(self) -> bytes:
         return self.tc.hdr(b"A" * 40) + b"B" * 40          # same length, other content
@@ -853,12 +853,12 @@ def tunnel_b(veth_pair):
     the test, sealed with the Python peer where it should be)."""
     from cryptbpf import lifecycle
     from cryptbpf.bpf import pins
-    from cryptbpf.programs.encrypted_tunnel import spec as et
+    from cryptbpf.programs.encrypted_tunnel import SPEC
     from cryptbpf.programs.encrypted_tunnel import control, wire
-    for f in et.SPEC.requires + control.SUITE_REQUIRES[wire.CHACHA]:
+    for f in SPEC.requires + control.SUITE_REQUIRES[wire.CHACHA]:
         require_feature(f)
     secret = os.urandom(32)
-    lifecycle.load(et.SPEC, veth_pair.dev_b, key=secret, netns=veth_pair.ns_b, xdp_mode="skb",
+    lifecycle.load(SPEC, veth_pair.dev_b, key=secret, netns=veth_pair.ns_b, xdp_mode="skb",
                    options={"peer": [veth_pair.addr_a], "suite": ["chacha20-poly1305"]})
     w = Wire(veth_pair)
     w.secret = secret
@@ -866,8 +866,8 @@ def tunnel_b(veth_pair):
         yield w
     finally:
         w.close()
-        if pins.is_loaded(et.SPEC.name):
-            lifecycle.unload(et.SPEC.name)
+        if pins.is_loaded(SPEC.name):
+            lifecycle.unload(SPEC.name)
 
 
 def _b_view_of_a(w) -> dict:

@@ -33,7 +33,7 @@ from cryptbpf.netns import VethPair
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.programs.pki_validator import control as admin, ca, der, client as peer
-from cryptbpf.programs.pki_validator import spec as pv
+from cryptbpf.programs.pki_validator import SPEC, control as pv
 from xdp_frames import XDP_DROP, XDP_PASS, XDP_TX, udp_frame
 
 APP_PORT = 5000
@@ -43,7 +43,7 @@ DAY = dt.timedelta(days=1)
 
 
 def require_all():
-    for f in pv.SPEC.requires:
+    for f in SPEC.requires:
         require_feature(f)
 
 
@@ -157,7 +157,7 @@ def server_mod(pki):
     th = None
     try:
         obj.load()
-        pv.SPEC.setup(obj, None, {"protect": [str(APP_PORT)]})
+        SPEC.setup(obj, None, {"protect": [str(APP_PORT)]})
         admin.trust(obj, pki.root.cert)
         with netns.inside(pair.ns_a):
             prog = obj.program("pki_xdp")
@@ -479,7 +479,7 @@ def bench_obj(pki):
     require_root()
     require_all()
     obj = BpfObject.open(str(bpf_object("pki_validator"))).load()
-    pv.SPEC.setup(obj, None, {"protect": [str(APP_PORT)]})
+    SPEC.setup(obj, None, {"protect": [str(APP_PORT)]})
     admin.trust(obj, pki.root.cert)
     yield obj
     obj.close()

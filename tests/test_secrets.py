@@ -48,14 +48,14 @@ def test_map_dump_refuses_secret_maps(prog):
 
 
 def _install_zkp(obj):
-    from cryptbpf.programs.zkp_filter import spec as zf
+    from cryptbpf.programs.zkp_filter import control as zf
     zf.install_server_key(obj, os.urandom(32))
     zf.install_verifier(obj, 7, os.urandom(32))
     return "zkp_scratch"
 
 
 def _install_ratelimit(obj):
-    from cryptbpf.programs.crypto_ratelimit import spec as cr
+    from cryptbpf.programs.crypto_ratelimit import control as cr
     cr.install_server_key(obj, os.urandom(32))
     return "pow_scratch"
 

@@ -36,7 +36,7 @@ from cryptbpf.netns import inside, ip
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs.signed_auth import spec as sa
+from cryptbpf.programs.signed_auth import control as sa
 from cryptbpf.programs.signed_auth import SPEC
 
 from conftest import require_feature, require_root, run_cli, system_snapshot

@@ -19,7 +19,7 @@ from cryptbpf.programs.zkp_filter import client as zc
 from cryptbpf.errors import CryptbpfError
 from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
-from cryptbpf.programs.zkp_filter import spec as zf
+from cryptbpf.programs.zkp_filter import SPEC, control as zf
 
 from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo
 from xdp_frames import (CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply,
@@ -34,7 +34,7 @@ KEY_ID = 7
 
 @pytest.fixture
 def zkp(load_object):
-    for f in zf.SPEC.requires:
+    for f in SPEC.requires:
         require_feature(f)
     obj = load_object("zkp_filter")
     obj.server_key = os.urandom(32)   # known to the test: challenges can be recomputed
@@ -49,7 +49,7 @@ def run(obj, frame: bytes):
 
 
 def stats(obj) -> dict:
-    return zf.SPEC.stats(obj)
+    return SPEC.stats(obj)
 
 
 def nonzero(obj) -> dict:
@@ -360,7 +360,7 @@ def cli_in_ns(ns: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def zkp_between(veth_pair, request, tmp_path):
     """zkp-filter on B's device protecting APP_PORT, an echo server on B."""
-    for f in zf.SPEC.requires:
+    for f in SPEC.requires:
         require_feature(f)
     mode = request.param
     before = system_snapshot(veth_pair.ns_b, zf.NAME)
@@ -371,7 +371,7 @@ def zkp_between(veth_pair, request, tmp_path):
         with netns.inside(veth_pair.ns_a):
             attach.xdp_attach(peer.program("xdp_pass").fd, peer.program("xdp_pass").id,
                               attach.ifindex(veth_pair.dev_a), "drv")
-    lifecycle.load(zf.SPEC, veth_pair.dev_b, netns=veth_pair.ns_b, xdp_mode=mode,
+    lifecycle.load(SPEC, veth_pair.dev_b, netns=veth_pair.ns_b, xdp_mode=mode,
                    options={"protect": [str(APP_PORT)]})
     secret = tmp_path / "alice.secret"
     secret.write_bytes(SECRET)
@@ -403,7 +403,7 @@ def test_port_opens_only_after_the_exchange(zkp_between):
     assert f"authorized {v.addr_a} at {v.addr_b} for 300 s" in r.stdout
     assert _app_reachable(v.ns_a, v.addr_b)
     with Pinned(zf.NAME) as h:
-        st = zf.SPEC.status(h)
+        st = SPEC.status(h)
     assert st["stats"]["accepted"] == 1 and st["stats"]["bad_proof"] >= 1
     assert st["authorized"][0]["source"] == v.addr_a
     r = run_cli("zkp", "revoke", str(KEY_ID))

@@ -40,11 +40,11 @@ def exchange(pair: VethPair, payload: bytes, port: int = PORT) -> bytes:
 
 
 def _up(pair: VethPair, secret: bytes, suite: int) -> None:
-    from .programs.encrypted_tunnel import spec as et
+    from .programs.encrypted_tunnel import SPEC, cli as et
     # generic XDP: native XDP on one veth end changes the other end's offloads
-    lifecycle.load(et.SPEC, pair.dev_a, key=secret, netns=pair.ns_a, xdp_mode="skb",
+    lifecycle.load(SPEC, pair.dev_a, key=secret, netns=pair.ns_a, xdp_mode="skb",
                    options={"peer": [pair.addr_b], "suite": [wire.SUITE_NAMES[suite]]})
-    lifecycle.load(et.SPEC, pair.dev_b, netns=pair.ns_b, xdp_mode="skb")
+    lifecycle.load(SPEC, pair.dev_b, netns=pair.ns_b, xdp_mode="skb")
     et.add_peer(pair.addr_a, secret, suite)
 
 

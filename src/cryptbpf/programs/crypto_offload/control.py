@@ -5,10 +5,11 @@ decision counters and the crossover the estimates imply."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
 from ...errors import CryptbpfError
 from . import wire as P
+
 
 L, C = P.L, P.C
 
@@ -248,3 +249,30 @@ def setup(handle, threshold: int = SEED_THRESHOLD, **config: Any) -> None:
     """Fresh instance: default configuration, seeded estimates, no daemon."""
     write_config(handle, **{**DEFAULT_CONFIG, **config})
     seed_costs(handle, threshold)
+
+
+NAME = "crypto-offload"
+
+
+SEED_THRESHOLD_RANGE = (0, 65535)   # bytes; requests are smaller than a datagram
+
+
+
+
+def _int_option(options: dict[str, list[str]], name: str, default: int) -> int:
+    if name not in options:
+        return default
+    try:
+        n = int(options[name][-1], 0)
+    except ValueError:
+        raise CryptbpfError(f"--{name.replace('_', '-')} takes an integer") from None
+    lo, hi = SEED_THRESHOLD_RANGE
+    if not lo <= n <= hi:
+        raise CryptbpfError(f"--{name.replace('_', '-')} {n} out of range {lo}-{hi}")
+    return n
+
+
+def _crossover_text(cross: Optional[int]) -> str:
+    if cross is None:
+        return "kernel faster wherever both paths were measured"
+    return "daemon faster at every size" if cross == 0 else f"daemon from {cross} B"

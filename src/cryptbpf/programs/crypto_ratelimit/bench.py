@@ -21,7 +21,7 @@ from ...bench import bpf_each_ns, bpf_repeat_ns
 from . import client as pc
 from ...bpf.object import BpfObject
 from ...paths import bpf_object
-from . import spec as cr
+from . import control as cr
 
 PORT = 5353
 DISTINCT = 2000

@@ -186,10 +186,10 @@ class _DeviceSettings:
 
 
 def _tunnel(pair, suite, secret):
-    from . import spec as et
-    lifecycle.load(et.SPEC, pair.dev_a, key=secret, netns=pair.ns_a, xdp_mode="skb",
+    from . import SPEC, cli as et
+    lifecycle.load(SPEC, pair.dev_a, key=secret, netns=pair.ns_a, xdp_mode="skb",
                    options={"peer": [pair.addr_b], "suite": [wire.SUITE_NAMES[suite]]})
-    lifecycle.load(et.SPEC, pair.dev_b, netns=pair.ns_b, xdp_mode="skb")
+    lifecycle.load(SPEC, pair.dev_b, netns=pair.ns_b, xdp_mode="skb")
     et.add_peer(pair.addr_a, secret, suite)
 
 

@@ -9,8 +9,7 @@ slot) and accepts two: the one the peer sends under and the next one, so
 that when the peer rekeys, its first packets under the new key are already
 accepted, while packets under the previous key still in flight are too.
 After the peer has moved on, the slot of its old key gets the key after
-next, once that slot has been idle for the grace period.
-"""
+next, once that slot has been idle for the grace period."""
 
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from ...bpf import kernel
 from ...crypto.aes_cbc import AES_FEATURES, install_aes_key
 from ...errors import CryptbpfError
 from . import wire
+
 
 L = wire.LAYOUT
 MAX_PEERS = wire.C("TUNNEL_MAX_PEERS")
@@ -296,3 +296,14 @@ def advance_rx(handle, p: Peer, secret: bytes, grace: float) -> list[int]:
         older = rx_state(handle, p)[older["key_id"] & 1]
     install_rx(handle, p, secret, _next(newer["key_id"]))
     return sorted([newer["key_id"], _next(newer["key_id"])])
+
+
+NAME = "encrypted-tunnel"
+DEFAULT_SUITE = "chacha20-poly1305"   # see docs/encrypted_tunnel.md, "Choosing a suite"
+
+
+def parse_suite(name: str) -> int:
+    try:
+        return wire.SUITES[name]
+    except KeyError:
+        raise CryptbpfError(f"unknown suite {name!r}; suites: {', '.join(wire.SUITES)}") from None

@@ -22,6 +22,7 @@ from ...ports import udp_port as _port
 from ...bpf.headers import Layout
 from . import der
 
+
 HEADER = "pki_validator"
 NSEC = 1_000_000_000
 
@@ -290,3 +291,21 @@ def local_addr_for(host: str) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((host, 9))
         return s.getsockname()[0]
+
+
+NAME = "pki-validator"
+DEFAULT_LIFETIME = 3600
+
+
+MAX_LIFETIME = 10 * 365 * 86400     # admin.set_lifetime's bound
+
+
+def _lifetime(options) -> int:
+    life = options.get("lifetime", [str(DEFAULT_LIFETIME)])[-1]
+    try:
+        n = int(life)
+    except ValueError:
+        raise CryptbpfError(f"--lifetime {life!r} is not a number of seconds") from None
+    if not 1 <= n <= MAX_LIFETIME:
+        raise CryptbpfError(f"--lifetime {n} out of range 1-{MAX_LIFETIME} (1 s .. 10 years)")
+    return n

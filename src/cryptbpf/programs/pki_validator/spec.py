@@ -6,41 +6,15 @@ proof of possession of the leaf key; their IPv4 address may then reach the
 protected ports until the configured lifetime or the chain's notAfter.
 Wire format and maps: bpf/include/pki_validator.h; design, limits and
 numbers: docs/pki_validator.md. The administrator's operations live in
-cryptbpf.programs.pki_validator.control, the client in cryptbpf.programs.pki_validator.client.
-"""
+cryptbpf.programs.pki_validator.control, the client in cryptbpf.programs.pki_validator.client."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
-from typing import Optional
-
-import click
-
-from ...errors import CryptbpfError
-from ...netns import inside
 from ...ports import udp_port
 from . import control as admin, der
 from ..base import Hook, ProgramSpec
-from .._cli import PATH, argument, examples as _examples, group, json_option, netns_option, pinned
-
-NAME = "pki-validator"
-DEFAULT_LIFETIME = 3600
-
-
-MAX_LIFETIME = 10 * 365 * 86400     # admin.set_lifetime's bound
-
-
-def _lifetime(options) -> int:
-    life = options.get("lifetime", [str(DEFAULT_LIFETIME)])[-1]
-    try:
-        n = int(life)
-    except ValueError:
-        raise CryptbpfError(f"--lifetime {life!r} is not a number of seconds") from None
-    if not 1 <= n <= MAX_LIFETIME:
-        raise CryptbpfError(f"--lifetime {n} out of range 1-{MAX_LIFETIME} (1 s .. 10 years)")
-    return n
+from .control import DEFAULT_LIFETIME, NAME, _lifetime
+from .cli import cli
 
 
 class PkiValidator(ProgramSpec):
@@ -74,144 +48,6 @@ class PkiValidator(ProgramSpec):
                 "authorized_clients": len(admin.authorized(handle)),
                 "lifetime_s": cfg["lifetime_s"],
                 "tai_offset_s": cfg["tai_offset_ns"] // 1_000_000_000}
-
-
-cli = group(help="X.509 chain access control (pki-validator).")
-
-
-@cli.command("trust", epilog=_examples("sudo cryptbpf pki trust root.pem"))
-@argument("cert_file", type=PATH, metavar="FILE", help="PEM/DER CA certificate(s) to trust.")
-def trust_cmd(cert_file: Path):
-    """Register CA certificates as trust anchors."""
-    with pinned(NAME) as h:
-        for c in der.load_certs(cert_file):
-            e = admin.trust(h, c)
-            click.echo(f"trusted {c.subject.rfc4514_string()} (key slot {e['key_id']}, "
-                       f"path length {'any' if e['path_len'] == 255 else e['path_len']})")
-
-
-@cli.command("untrust", epilog=_examples("sudo cryptbpf pki untrust root.pem"))
-@argument("cert_file", type=PATH, metavar="FILE", help="PEM/DER CA certificate(s) to remove.")
-def untrust_cmd(cert_file: Path):
-    """Remove trust anchors; clients authorized under them lose access at once."""
-    with pinned(NAME) as h:
-        for c in der.load_certs(cert_file):
-            ok = admin.untrust(h, c)
-            click.echo(f"{'removed' if ok else 'was not trusted:'} {c.subject.rfc4514_string()}")
-
-
-@cli.command("revoke", epilog=_examples(
-    "sudo cryptbpf pki revoke --serial 0x1f2e3d --issuer intermediate.pem",
-    "sudo cryptbpf pki revoke --crl intermediate.crl --issuer intermediate.pem"))
-@click.option("--serial", multiple=True, metavar="N", help="Serial number (decimal or 0x hex), repeatable.")
-@click.option("--issuer", type=PATH, metavar="FILE", help="The issuing CA's certificate.")
-@click.option("--crl", type=PATH, metavar="FILE", help="A CRL (PEM or DER); every serial it lists.")
-def revoke_cmd(serial: tuple[str, ...], issuer: Optional[Path], crl: Optional[Path]):
-    """Revoke certificates by (issuer, serial); effective immediately,
-    including for clients already authorized."""
-    if not serial and not crl:
-        raise CryptbpfError("give --serial (with --issuer) or --crl")
-    ca = der.load_certs(issuer)[0] if issuer else None
-    with pinned(NAME) as h:
-        n = 0
-        if serial:
-            if ca is None:
-                raise CryptbpfError("--serial needs --issuer CA.pem (serials are unique per issuer)")
-            try:
-                nums = [int(s, 0) for s in serial]
-            except ValueError:
-                raise CryptbpfError(f"serials must be integers (decimal or 0x hex): {serial}") from None
-            n += admin.revoke(h, der.cert_fields(ca).subject_hash, nums)
-        if crl:
-            n += admin.revoke_crl(h, admin.load_crl(crl), ca)
-        click.echo(f"revoked {n} serial(s); {admin.revoked_count(h)} revoked in total")
-
-
-@cli.command("connect", epilog=_examples(
-    "cryptbpf pki connect 10.0.0.1 7443 --cert leaf.pem --chain chain.pem --key leaf.key",
-    "sudo cryptbpf pki connect 10.0.0.1 --cert leaf.pem --key leaf.key --netns blue"))
-@argument("host", metavar="HOST", help="The server (IPv4 address or name).")
-@argument("port", type=int, default=7443, metavar="[PORT]", help="The server's control port.")
-@click.option("--cert", type=PATH, required=True, metavar="FILE", help="Leaf certificate (PEM/DER).")
-@click.option("--chain", type=PATH, metavar="FILE", help="Intermediate CA certificates (PEM).")
-@click.option("--key", type=PATH, required=True, metavar="FILE", help="Leaf private key (PEM, mode 0600).")
-@click.option("--timeout", type=float, default=2.0, metavar="SECONDS", help="Seconds to wait for each answer.")
-@netns_option("Network namespace to connect from.")
-def connect_cmd(host: str, port: int, cert: Path, chain: Optional[Path], key: Path, timeout: float,
-                netns: Optional[str]):
-    """Authenticate this host to a pki-validator server (the peer side)."""
-    import datetime as dt
-    from .client import Peer, der_of, load_key, order_chain
-    port = udp_port(port)
-    leaf = der.load_certs(cert)[0]
-    cas = order_chain(leaf, der.load_certs(chain) if chain else [])
-    k = load_key(key)
-    with inside(netns), Peer(host, port, timeout) as p:
-        until = p.authenticate([der_of(c) for c in cas], der_of(leaf), k)
-    t = dt.datetime.fromtimestamp(until, dt.timezone.utc)
-    click.echo(f"authorized by {host} until {t.isoformat()} ({len(cas)} CA certificate(s) + leaf)")
-
-
-@cli.command("status", epilog=_examples("sudo cryptbpf pki status", "sudo cryptbpf pki status --json"))
-@json_option()
-def status_cmd(as_json: bool):
-    """Counters by reason, anchors, revocations, authorized clients."""
-    with pinned(NAME) as h:
-        data = PkiValidator.status(SPEC, h)
-        data["anchors"] = admin.anchors(h)
-        data["authorized"] = admin.authorized(h)
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
-        return
-    for k, v in data["stats"].items():
-        click.echo(f"{k:<16} {v}")
-    click.echo(f"protected ports  {', '.join(map(str, data['protected_ports'])) or 'none'}")
-    click.echo(f"trust anchors    {len(data['anchors'])}")
-    click.echo(f"revoked serials  {data['revoked_serials']}")
-    for a in data["authorized"]:
-        click.echo(f"authorized       {a['client']} until {a['until_utc']} (chain of {a['chain']})")
-
-
-@cli.command("deauth", epilog=_examples("sudo cryptbpf pki deauth 10.0.0.2"))
-@argument("addr", metavar="ADDR", help="The client's IPv4 address.")
-def deauth_cmd(addr: str):
-    """Withdraw one client's authorization."""
-    with pinned(NAME) as h:
-        click.echo(f"{addr}: {'deauthorized' if admin.deauthorize(h, addr) else 'was not authorized'}")
-
-
-@cli.command("protect", epilog=_examples("sudo cryptbpf pki protect 22"))
-@argument("port", type=int, metavar="PORT", help="TCP/UDP destination port.")
-@click.option("--remove", is_flag=True, help="Unprotect instead.")
-def protect_cmd(port: int, remove: bool):
-    """Require an authorization for a TCP/UDP destination port (or --remove it)."""
-    with pinned(NAME) as h:
-        if remove:
-            admin.unprotect(h, port)
-        else:
-            admin.protect(h, port, h.get_global_int("ctrl_port"))
-        click.echo(f"protected ports: {', '.join(map(str, admin.protected(h))) or 'none'}")
-
-
-@cli.command("clock", epilog=_examples("sudo cryptbpf pki clock"))
-def clock_cmd():
-    """Re-publish the TAI-UTC offset (after a leap second; clock steps need nothing)."""
-    with pinned(NAME) as h:
-        off = admin.publish_clock(h)
-    click.echo(f"TAI - UTC = {off // 1_000_000_000} s published")
-
-
-@cli.command("demo-ca", epilog=_examples("cryptbpf pki demo-ca ./pki"))
-@argument("directory", type=PATH, metavar="DIRECTORY", help="Where to write the files.")
-def demo_ca_cmd(directory: Path):
-    """Issue a demo root, intermediate and leaves (ECDSA P-256) into DIRECTORY."""
-    from .ca import demo_ca
-    files = demo_ca(directory)
-    for n, p in files.items():
-        click.echo(f"wrote {p}")
-    click.echo(f"server: sudo cryptbpf pki trust {files['root.pem']}\n"
-               f"client: cryptbpf pki connect SERVER 7443 --cert {files['leaf.pem']} "
-               f"--chain {files['chain.pem']} --key {files['leaf.key']}")
 
 
 SPEC = PkiValidator(

@@ -20,7 +20,7 @@ from . import client as signing
 from ...crypto import p256_keys
 from ...bpf.object import BpfObject
 from ...paths import bpf_object
-from . import spec as sa
+from . import control as sa
 
 PORT = 4242
 SRC, DST = ("10.1.0.1", 999), ("10.1.0.2", PORT)

@@ -23,7 +23,7 @@ from ...bench import bpf_each_ns, bpf_repeat_ns, userspace_ns
 from . import client as zc
 from ...bpf.object import BpfObject
 from ...paths import bpf_object
-from . import spec as zf
+from . import control as zf
 
 CTRL, PORT, KEY_ID = 7227, 2222, 1
 SECRET = os.urandom(32)
