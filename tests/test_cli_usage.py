@@ -287,3 +287,25 @@ def test_keys_install_says_what_to_use_instead(program, instead, tmp_path):
     run_cli("keys", "new", str(key), check=True)
     line = _one_line_error(run_cli("keys", "install", program, "--key-file", str(key)))
     assert line.startswith(f"cryptbpf: {program}: ") and instead in line, line
+
+
+def test_program_commands_by_either_name():
+    """`cryptbpf <program> ...` and its short alias (`cryptbpf pow ...`)
+    reach the same commands."""
+    top = {p[0]: p for p in PATHS if len(p) == 1}
+    from cryptbpf import cli
+    aliases = 0
+    for name, spec in discover().items():
+        assert name in top or not (spec.cli or spec.commands), f"no `cryptbpf {name}`"
+        for alias, group in spec.commands.items():
+            if group is not spec.cli:
+                continue
+            aliases += 1
+            by_name, by_alias = cli.app.commands[name], cli.app.commands[alias]
+            assert by_alias.commands is by_name.commands, alias
+            assert {tuple(p[1:]) for p in PATHS if p[:1] == [alias]} == \
+                {tuple(p[1:]) for p in PATHS if p[:1] == [name]}, alias
+            helps = _run_all([[name, "-h"], [alias, "-h"]], check=True)
+            assert helps[0].stdout.replace(f"cryptbpf {name}", "cryptbpf X") == \
+                helps[1].stdout.replace(f"cryptbpf {alias}", "cryptbpf X"), alias
+    assert aliases >= 7     # tunnel, pki, pow, zkp, cas, logs, offload

@@ -20,12 +20,11 @@ import pytest
 from cryptbpf import lifecycle
 from cryptbpf.bpf import pins
 from cryptbpf.keys import write_key_file
-from cryptbpf.programs.encrypted_tunnel import cli as et
+from cryptbpf.programs.encrypted_tunnel import SPEC, cli as et
 from cryptbpf.programs.encrypted_tunnel import control, traffic, wire
 
 from conftest import require_feature, run_cli, system_snapshot
 
-SPEC = et.SPEC
 MARKER = b"CRYPTBPF-MARKER-7f3a"
 PACKET_OUTGOING = 4
 

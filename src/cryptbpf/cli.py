@@ -7,6 +7,7 @@ argument, an unknown option, a value of the wrong type), becomes one line,
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -374,14 +375,19 @@ def kat(files: tuple[Path, ...], as_json: bool):
 
 
 def _register_program_commands() -> None:
-    """Each program's own groups: `cryptbpf <program> ...` (ProgramSpec.cli)
-    and the names users expect (ProgramSpec.commands: `cryptbpf tunnel`)."""
+    """Each program's commands under its own name, `cryptbpf <program> ...`
+    (ProgramSpec.cli), and under the short names users know
+    (ProgramSpec.commands: `cryptbpf tunnel`, `cryptbpf pow`). An alias of
+    the program's own group is a copy that shares its commands: the same
+    commands by either name, each listed with its own one-line help."""
     for name, spec in programs.discover().items():
         groups = ([(name, spec.cli)] if spec.cli is not None else []) + list(spec.commands.items())
         for command, group in groups:
             if command in app.commands:
                 continue
             group.help = group.help or spec.summary
+            if command != name and group is spec.cli:
+                group = copy.copy(group)     # shares .commands
             group.short_help = spec.summary if command == name else f"{spec.summary} ({name})"
             app.add_command(group, command)
 

@@ -41,8 +41,9 @@ class ProgramSpec:
     stats_map: str = "stats"
     stats_type: str = ""            # e.g. "struct aes_roundtrip_stats"
     cli: Optional[Any] = None       # a click.Group (programs._cli.group()): `cryptbpf <name> ...`
-    # further top-level click groups under names users expect, e.g.
-    # {"tunnel": app} gives `cryptbpf tunnel ...`, {"sign": app} `cryptbpf sign ...`
+    # the short names users know, e.g. {"tunnel": cli} gives `cryptbpf
+    # tunnel ...` (the same commands as `cryptbpf encrypted-tunnel ...`);
+    # another group is a command set of its own ({"sign": sign_cli})
     commands: dict[str, Any] = field(default_factory=dict)
     # extra `cryptbpf load` options, name -> help: `--peer 10.0.0.2` arrives
     # in setup()/prepare_device() as options["peer"] == ["10.0.0.2"]

@@ -31,5 +31,6 @@ SPEC = ContentVerifier(
     knob_ranges={"udp_port": (1, 65535)},
     header="content_verifier",
     stats_type="struct content_verifier_stats",
+    cli=app,
     commands={"cas": app},
 )

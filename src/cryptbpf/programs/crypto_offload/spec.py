@@ -53,6 +53,7 @@ SPEC = CryptoOffload(
     knobs={"udp_port": f"UDP port of the service (default {P.DEFAULT_PORT})"},
     knob_ranges={"udp_port": (1, 65535)},
     header="crypto_offload",
+    cli=app,
     commands={"offload": app},
     options={"mode": "routing: auto (default), kernel or daemon",
              "seed_threshold": f"bytes below which the seed estimates prefer the kernel "

@@ -47,6 +47,7 @@ SPEC = CryptoRatelimit(
     knob_ranges={"slot_s": (1, 86400)},
     header="crypto_ratelimit",
     stats_type="struct crypto_ratelimit_stats",
+    cli=cli,
     commands={"pow": cli},
     options={"protect": "UDP port to rate-limit, repeatable",
              **{k: f"{v[3]} (default {v[0]})" for k, v in SETTINGS.items()}},

@@ -77,6 +77,7 @@ SPEC = EncryptedLogger(
     key_sizes=(KEY_SIZE,),
     header="encrypted_logger",
     stats_type="struct elog_stats",
+    cli=logs_app,
     commands={"logs": logs_app},
     rekey_hint="its key ratchets by itself every epoch_ms (now: `cryptbpf logs rotate`); for a new "
                "master key, `cryptbpf unload encrypted-logger` and load it again with --key-file F "

@@ -90,6 +90,7 @@ SPEC = EncryptedTunnel(
     key_sizes=(32,),
     header="encrypted_tunnel",
     stats_type="struct tunnel_stats",
+    cli=app,
     commands={"tunnel": app},
     rekey_hint="its keys come from each peer's shared secret: `cryptbpf tunnel rekey --key-file F` "
                "(on both hosts) moves to the next key id, under a new secret if F holds one; "

@@ -60,6 +60,7 @@ SPEC = PkiValidator(
     knob_ranges={"ctrl_port": (1, 65535)},
     header="pki_validator",
     stats_type="struct pki_validator_stats",
+    cli=cli,
     commands={"pki": cli},
     options={"protect": "port whose TCP/UDP traffic needs an authorization (repeatable)",
              "trust": "CA certificate file to trust (repeatable)",

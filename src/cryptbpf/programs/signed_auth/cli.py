@@ -115,3 +115,7 @@ def sign_send(host: str, port: int, data: str, key: Path, key_id: int, source_po
         src = s.getsockname()
     click.echo(f"sent {len(payload)} bytes (+{n - len(payload)} trailer) from {src[0]}:{src[1]} "
                f"to {host}:{port}, key {key_id}")
+
+
+# the sending side under the program's own name too: `cryptbpf signed-auth sign send`
+cli.add_command(sign_cli, "sign")

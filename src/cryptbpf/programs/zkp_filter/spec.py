@@ -47,6 +47,7 @@ SPEC = ZkpFilter(
     knob_ranges={"control_port": (1, 65535), "slot_s": (1, 86400), "auth_ttl_s": (1, 2**32 - 1)},
     header="zkp_filter",
     stats_type="struct zkp_filter_stats",
+    cli=cli,
     commands={"zkp": cli},
     options={"protect": "port to guard (TCP and UDP), repeatable"},
     option_commands={"protect": "cryptbpf zkp protect PORT"},
