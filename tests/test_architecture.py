@@ -1,6 +1,7 @@
 """Import directions of the package, read from the source with `ast` (never
 by importing it): the binding and loader (cryptbpf.bpf) know no program,
-CLI or lifecycle, and one program's package never imports another's."""
+CLI or lifecycle, one program's package never imports another's, and the
+lifecycle imports no particular program."""
 
 from __future__ import annotations
 

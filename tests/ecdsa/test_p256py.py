@@ -1,4 +1,4 @@
-"""Tests of src/cryptbpf/p256.py (userspace side) against pyca/cryptography."""
+"""Tests of src/cryptbpf/crypto/p256.py (userspace side) against pyca/cryptography."""
 import os, sys, random, hashlib, subprocess
 
 from cryptbpf.crypto import p256
