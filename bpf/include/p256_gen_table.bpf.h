@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* GENERATED FILE - do not edit.
  * Regenerate with:
- *   PYTHONPATH=src python3 -m cryptbpf.p256 --gen-header > bpf/include/p256_gen_table.bpf.h
+ *   PYTHONPATH=src python3 -m cryptbpf.crypto.p256 --gen-header > bpf/include/p256_gen_table.bpf.h
  * Entry [i*64 + j] = (j+1) * 2^(7*i) * G for i < 37, j < 64, affine,
  * x then y as eight little-endian 32-bit limbs (struct p256_affine).
  */
