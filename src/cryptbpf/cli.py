@@ -386,8 +386,11 @@ def _register_program_commands() -> None:
             if command in app.commands:
                 continue
             group.help = group.help or spec.summary
-            if command != name and group is spec.cli:
-                group = copy.copy(group)     # shares .commands
+            if command != name:
+                # a copy sharing .commands, so the alias's one-line help
+                # does not replace the group's own where it is listed too
+                # (`cryptbpf signed-auth sign` is also `cryptbpf sign`)
+                group = copy.copy(group)
             group.short_help = spec.summary if command == name else f"{spec.summary} ({name})"
             app.add_command(group, command)
 
