@@ -86,7 +86,7 @@ struct tunnel_scratch {
 		struct tunnel_aad aad;
 		__u8 aad_buf[CHACHA20_POLY1305_AAD_MAX];
 	};
-	__u8 csum[TUNNEL_CSUM_CHUNK + 4];
+	__u8 csum[PKT_CSUM_BUF];
 	__u8 iv[AES_BLOCK_SIZE];		/* clobbered by bpf_crypto */
 	__u8 ivblk[AES_BLOCK_SIZE];
 	__u8 last[AES_BLOCK_SIZE];
@@ -461,7 +461,7 @@ static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c,
 	aad->ip_id = c->ip.id;
 	aad->frag_off = c->ip.frag_off;
 	/* csum_fix is checked once the inner protocol is known (open_finish) */
-	v = tunnel_csum_skb(skb, s->csum, TUNNEL_DATA_OFF, skb->len - TUNNEL_DATA_OFF);
+	v = pkt_csum_skb(skb, s->csum, TUNNEL_DATA_OFF, skb->len - TUNNEL_DATA_OFF, 0);
 	if (v < 0 ||
 	    bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + 6, &s->rx_c[0], 2) ||
 	    bpf_skb_load_bytes(skb, TUNNEL_DATA_OFF + 16, &s->rx_c[1], 2) ||

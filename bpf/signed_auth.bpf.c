@@ -25,7 +25,7 @@
 #include "ecdsa_p256.bpf.h"
 #include "sha256.bpf.h"
 #include "frame_classify.bpf.h"
-#include "xdp_csum.bpf.h"
+#include "pkt_csum.bpf.h"
 #include "signed_auth.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -108,7 +108,7 @@ struct sa_scratch {
 	struct signed_auth_signed_hdr hdr;
 	__u8 digest[P256_DIGEST_LEN];
 	struct frame_info fi;
-	__u8 csum[XDP_CSUM_BUF];
+	__u8 csum[PKT_CSUM_BUF];
 };
 CRYPTBPF_PERCPU_SCRATCH(sa_scratch, struct sa_scratch);
 
@@ -349,7 +349,7 @@ static __always_inline int strip_trailer(struct xdp_md *ctx, const struct sa_pkt
 	/* pseudo-header words as they sit in memory, like the frame's bytes */
 	pseudo = (s->hdr.saddr & 0xffff) + (s->hdr.saddr >> 16) + (s->hdr.daddr & 0xffff) +
 		 (s->hdr.daddr >> 16) + bpf_htons(IPPROTO_UDP_) + bpf_htons(ulen);
-	sum = xdp_csum_range(ctx, s->csum, pkt->l4_off, ulen, pseudo);
+	sum = pkt_csum_xdp(ctx, s->csum, pkt->l4_off, ulen, pseudo);
 	if (sum < 0)
 		return -1;
 	data = (void *)(long)ctx->data;

@@ -13,6 +13,7 @@
 #include "cryptbpf.bpf.h"
 #include "kfuncs.bpf.h"
 #include "encrypted_tunnel.h"
+#include "pkt_csum.bpf.h"
 
 #define TUNNEL_L3_OFF   14
 #define TUNNEL_HDR_OFF  (TUNNEL_L3_OFF + TUNNEL_IP_HLEN)	/* 34 */
@@ -20,25 +21,16 @@
 /* sealed packets: the fixed part of what follows the IPv4 header */
 #define TUNNEL_FIXED_OVERHEAD (TUNNEL_HDR_LEN + TUNNEL_TAG_LEN + TUNNEL_CSUM_LEN)
 
-#define TUNNEL_CSUM_CHUNK 512	/* bytes per bpf_csum_diff() call (its limit) */
 
 #ifndef CHECKSUM_PARTIAL
 #define CHECKSUM_PARTIAL 3
 #endif
 
 /* Fold a sum of 16-bit words to 16 bits (end-around carry), not inverted. */
-static __always_inline __u32 tunnel_fold(__u64 sum)
-{
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return (__u32)sum & 0xffff;
-}
-
 /* One's complement a + b (16-bit values). */
 static __always_inline __u32 tunnel_csum_add(__u32 a, __u32 b)
 {
-	return tunnel_fold((__u64)a + b);
+	return pkt_csum_fold((__u64)a + b);
 }
 
 /* Header checksum of a 20-byte IPv4 header (its check field is ignored). */
@@ -51,7 +43,7 @@ static __always_inline __u16 tunnel_ip_csum(const struct iphdr *ip)
 	for (int i = 0; i < TUNNEL_IP_HLEN / 2; i++)
 		if (i != 5)	/* the check field */
 			sum += w[i];
-	return ~tunnel_fold(sum) & 0xffff;
+	return ~pkt_csum_fold(sum) & 0xffff;
 }
 
 /* Store a rewritten copy of `ip` (protocol, total length) at offset 14
@@ -65,68 +57,6 @@ static __always_inline int tunnel_store_ip(struct __sk_buff *skb, const struct i
 	out.tot_len = bpf_htons(tot_len);
 	out.check = tunnel_ip_csum(&out);
 	return bpf_skb_store_bytes(skb, TUNNEL_L3_OFF, &out, sizeof(out), 0);
-}
-
-/* ---- Internet checksum over packet bytes ---- */
-
-struct tunnel_csum_io {
-	struct __sk_buff *skb;
-	__u8 *buf;		/* map memory, TUNNEL_CSUM_CHUNK + 4 bytes */
-	__u32 off;
-	__u32 len;
-	__u64 sum;
-};
-
-/* n in [1, TUNNEL_CSUM_CHUNK] as a value the verifier can bound (see
- * chacha20_len_1_to: the empty asm keeps clang from folding the mask). */
-static __always_inline __u32 tunnel_chunk_len(__u32 n)
-{
-	__u64 m = n - 1;
-
-	asm volatile("" : "+r"(m));
-	return (__u32)(m & (TUNNEL_CSUM_CHUNK - 1)) + 1;
-}
-
-/* bpf_loop body: add chunk idx (256 bytes, the last one shorter and
- * zero-padded to a multiple of 4, as bpf_csum_diff needs). Chunks start at
- * even offsets from the region start, so the 16-bit words line up. */
-static long tunnel_csum_cb(__u64 idx, void *ctx)
-{
-	struct tunnel_csum_io *io = ctx;
-	__u32 pos = idx * TUNNEL_CSUM_CHUNK, n, n4;
-	__s64 s;
-
-	n = io->len - pos;
-	if (n > TUNNEL_CSUM_CHUNK)
-		n = TUNNEL_CSUM_CHUNK;
-	n = tunnel_chunk_len(n);
-	if (bpf_skb_load_bytes(io->skb, io->off + pos, io->buf, n))
-		return 1;
-	n4 = (n + 3) & ~3U;
-	/* n <= 256 and n4 <= 259 here: the buffer has 260 bytes */
-	for (__u32 k = 0; k < 3; k++)
-		if (n + k < n4)
-			io->buf[n + k] = 0;
-	s = bpf_csum_diff(NULL, 0, (void *)io->buf, n4, 0);
-	if (s < 0)
-		return 1;
-	io->sum += (__u32)s;
-	return 0;
-}
-
-/* Folded (not inverted) 16-bit one's complement sum of skb bytes
- * [off, off + len), len <= 65535; returns < 0 on error. */
-static __always_inline int tunnel_csum_skb(struct __sk_buff *skb, __u8 *buf,
-					   __u32 off, __u32 len)
-{
-	struct tunnel_csum_io io = { .skb = skb, .buf = buf, .off = off, .len = len };
-	__u32 chunks = (len + TUNNEL_CSUM_CHUNK - 1) / TUNNEL_CSUM_CHUNK;
-
-	if (len > 0xffff)
-		return -1;
-	if (bpf_loop(chunks, tunnel_csum_cb, &io, 0) != chunks)
-		return -1;
-	return tunnel_fold(io.sum);
 }
 
 /* ---- CHECKSUM_PARTIAL ----
@@ -187,7 +117,7 @@ static __always_inline __u16 tunnel_csum_final(__u32 folded)
 static __always_inline int tunnel_finish_inner_csum(struct __sk_buff *skb, __u8 *buf,
 						    const struct tunnel_partial *p, __u32 end)
 {
-	int sum = tunnel_csum_skb(skb, buf, p->start, end - p->start);
+	int sum = pkt_csum_skb(skb, buf, p->start, end - p->start, 0);
 	__u16 v;
 
 	if (sum < 0)
@@ -202,7 +132,7 @@ static __always_inline int tunnel_finish_inner_csum(struct __sk_buff *skb, __u8 
  * out the same, a deferred one finished; a UDP datagram sent without one
  * gets one. Fragments are never deferred (IP finishes the checksum before
  * fragmenting) and cannot be summed alone: left as they are. The sums use
- * 16-bit words as they sit in memory, like tunnel_csum_skb. */
+ * 16-bit words as they sit in memory, like pkt_csum_skb. */
 static __always_inline int tunnel_recompute_l4_csum(struct __sk_buff *skb, __u8 *buf,
 						    const struct iphdr *ip, __u32 len)
 {
@@ -216,12 +146,12 @@ static __always_inline int tunnel_recompute_l4_csum(struct __sk_buff *skb, __u8 
 		return 0;
 	if (bpf_skb_store_bytes(skb, TUNNEL_HDR_OFF + off, &zero, sizeof(zero), 0))
 		return -1;
-	l4 = tunnel_csum_skb(skb, buf, TUNNEL_HDR_OFF, len);
+	l4 = pkt_csum_skb(skb, buf, TUNNEL_HDR_OFF, len, 0);
 	if (l4 < 0)
 		return -1;
 	sum = (__u64)l4 + addr[0] + addr[1] + addr[2] + addr[3] +
 	      bpf_htons((__u16)ip->protocol) + bpf_htons((__u16)len);
-	v = tunnel_csum_final(tunnel_fold(sum));
+	v = tunnel_csum_final(pkt_csum_fold(sum));
 	return bpf_skb_store_bytes(skb, TUNNEL_HDR_OFF + off, &v, sizeof(v), 0);
 }
 
@@ -234,7 +164,7 @@ static __always_inline int tunnel_recompute_l4_csum(struct __sk_buff *skb, __u8 
 static __always_inline int tunnel_set_csum_fix(struct __sk_buff *skb, __u8 *buf,
 					       __u32 start, __u32 field, __u32 end)
 {
-	int sum = tunnel_csum_skb(skb, buf, start, end - start);
+	int sum = pkt_csum_skb(skb, buf, start, end - start, 0);
 	__u16 c, fix;
 
 	if (sum < 0 || bpf_skb_load_bytes(skb, field, &c, sizeof(c)))
