@@ -172,6 +172,31 @@ static __always_inline int der_uint256(const __u8 *buf, const struct der_tlv *t,
 	return 0;
 }
 
+/* Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 5480 / X9.62)
+ * filling exactly [pos, limit), as r || s (2 x 32 big-endian bytes) into
+ * out. The one decoder of DER ECDSA signatures: x509_parse() (the
+ * certificate's signatureValue) and ecdsa_kat's verify_der_tc (Wycheproof
+ * EcdsaVerify) both call it. Strict DER through der_read()/der_uint256():
+ * wrong tags, indefinite, long-form-under-128 or otherwise non-minimal
+ * lengths, lengths past their parent, trailing bytes (inside the SEQUENCE
+ * or after it), negative or non-minimal INTEGERs and values >= 2^256 are
+ * all -1. r, s in [1, n-1] is checked by ecdsa_p256_verify*(), which
+ * every caller runs next (it rejects P1363 input the same way).
+ * seq and t: two struct der_tlv slots in map memory; out: 64 bytes. */
+static __always_inline int der_ecdsa_sig(const __u8 *buf, __u32 pos, __u32 limit,
+					 struct der_tlv *seq, struct der_tlv *t,
+					 __u8 *out)
+{
+	if (der_read(buf, pos, limit, DER_SEQUENCE, seq) || seq->end != limit)
+		return -1;
+	if (der_read(buf, seq->off, seq->end, DER_INTEGER, t) || der_uint256(buf, t, out))
+		return -1;
+	if (der_read(buf, t->end, seq->end, DER_INTEGER, t) || t->end != seq->end ||
+	    der_uint256(buf, t, out + 32))
+		return -1;
+	return 0;
+}
+
 /* Two decimal digits at pos, or -1. */
 static __always_inline int der_2digits(const __u8 *buf, __u32 pos)
 {

@@ -414,12 +414,7 @@ static __noinline int x509_parse(struct x509_scratch *s)
 	if (der_read(buf, cur->end, cert->end, DER_BIT_STRING, cur) || cur->end != cert->end ||
 	    cur->len < 1 || der_byte(buf, cur->off) != 0)
 		return X509_MALFORMED;
-	if (der_read(buf, cur->off + 1, cur->end, DER_SEQUENCE, aux) || aux->end != cur->end)
-		return X509_MALFORMED;
-	if (der_read(buf, aux->off, aux->end, DER_INTEGER, cur) || der_uint256(buf, cur, c->sig))
-		return X509_MALFORMED;
-	if (der_read(buf, cur->end, aux->end, DER_INTEGER, cur) || cur->end != aux->end ||
-	    der_uint256(buf, cur, c->sig + 32))
+	if (der_ecdsa_sig(buf, cur->off + 1, cur->end, aux, cur, c->sig))
 		return X509_MALFORMED;
 	return X509_OK;
 }
