@@ -2,9 +2,12 @@
 /* ecdsa_kat: ecdsa_p256.bpf.h exposed to BPF_PROG_TEST_RUN for the tests
  * (tests/ecdsa/) and `cryptbpf bench`; not attached to any device.
  * data_in: key_id (u32 LE) | sig_len (u32 LE) | digest (32) | sig (64)
- * retval: ecdsa_p256_verify() result + 100 (so negative codes stay readable). */
+ * retval: ecdsa_p256_verify() result + 100 (so negative codes stay readable).
+ * verify_msg_tc / verify_der_tc (below): the message hashed in BPF too, with
+ * a P1363 or a DER signature (`cryptbpf kat`). */
 #include "ecdsa_p256.bpf.h"
 #include "sha256.bpf.h"
+#include "der.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -103,4 +106,58 @@ int verify_msg_tc(struct __sk_buff *skb)
 	    sha256_final(&s->sha, s->digest))
 		return 99;
 	return 100 + ecdsa_p256_verify(s->key_id, s->digest, s->sig, s->sig_len);
+}
+
+/* The same with a DER signature, for `cryptbpf kat` (Wycheproof EcdsaVerify):
+ * data_in: ethernet (14, ignored) | key_id (u32 LE) | sig_len (u32 LE) |
+ *          sig (sig_len bytes, DER) | message (rest, hashed here)
+ * The signature is decoded by der_ecdsa_sig(), pki-validator's decoder of
+ * certificate signatures. A sig_len of 0 or over DER_MAX_INPUT (the
+ * decoder's input limit, which no ECDSA-Sig-Value comes near) is refused
+ * unread. retval: ecdsa_p256_verify() result + 100; DER_REJECTED when the
+ * signature is not a strict-DER Ecdsa-Sig-Value; 99 packet or hash error. */
+#define DER_REJECTED 98
+
+struct ecdsa_der_scratch {
+	struct cryptbpf_sha256_ctx sha;
+	__u8 digest[P256_DIGEST_LEN];
+	__u32 key_id;
+	__u32 sig_len;
+	__u8 sig[P256_SIG_LEN];
+	struct der_tlv t[2];
+	__u8 der[DER_BUF_SIZE];
+};
+CRYPTBPF_PERCPU_SCRATCH(ecdsa_der_scratch, struct ecdsa_der_scratch);
+
+#define DER_HDR (14 + 8)
+
+SEC("tc")
+int verify_der_tc(struct __sk_buff *skb)
+{
+	struct ecdsa_der_scratch *s = cryptbpf_scratch(&ecdsa_der_scratch);
+	__u32 sig_len, n, off;
+
+	if (!s || skb->len < DER_HDR)
+		return 99;
+	if (bpf_skb_load_bytes(skb, 14, &s->key_id, 8))
+		return 99;
+	sig_len = s->sig_len;
+	if (sig_len == 0 || sig_len > DER_MAX_INPUT)
+		return DER_REJECTED;
+	if (sig_len > skb->len - DER_HDR)
+		return 99;
+	/* 1 <= sig_len <= DER_MAX_INPUT, as the verifier must see it: 6.1
+	 * learns no lower bound from "!= 0", so clamp sig_len - 1 and add 1 */
+	n = sig_len - 1;
+	CRYPTBPF_CLAMP(n, DER_MAX_INPUT - 1);
+	if (bpf_skb_load_bytes(skb, DER_HDR, s->der, n + 1))
+		return 99;
+	if (der_ecdsa_sig(s->der, 0, sig_len, &s->t[0], &s->t[1], s->sig))
+		return DER_REJECTED;
+	off = DER_HDR + sig_len;
+	sha256_init(&s->sha);
+	if (sha256_update_skb(&s->sha, skb, off, skb->len - off) ||
+	    sha256_final(&s->sha, s->digest))
+		return 99;
+	return 100 + ecdsa_p256_verify(s->key_id, s->digest, s->sig, P256_SIG_LEN);
 }

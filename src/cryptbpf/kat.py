@@ -223,6 +223,26 @@ class EcdsaKat:
             raise CryptbpfError("verify_msg_tc: packet or hash error")
         return res.retval - 100
 
+    # verify_der_tc's answer when der_ecdsa_sig() (pki-validator's decoder
+    # of certificate signatures) rejects the signature's encoding
+    DER_REJECTED = 98
+    DER_MAX_INPUT = 2047    # der.bpf.h: longer input is refused unread
+
+    def verify_der(self, key_id: int, msg: bytes, sig: bytes) -> int | None:
+        """p256.VERIFY_* of SHA-256(msg) and a DER signature, decoded and
+        verified in BPF; None when the kernel's strict-DER decoder rejected
+        the encoding. A signature over DER_MAX_INPUT bytes (more than a
+        test packet may hold) is sent as its length alone: the kernel
+        refuses that length before reading any signature byte."""
+        head = key_id.to_bytes(4, "little") + len(sig).to_bytes(4, "little")
+        body = head + (sig + msg if len(sig) <= self.DER_MAX_INPUT else b"")
+        res = self.obj.program("verify_der_tc").test_run(data=KatObject.frame(body))
+        if res.retval == self.DER_REJECTED:
+            return None
+        if res.retval == 99:
+            raise CryptbpfError("verify_der_tc: packet or hash error")
+        return res.retval - 100
+
 
 @dataclass
 class FileResult:
@@ -320,15 +340,34 @@ def _chacha20_poly1305(kat: KatObject, group: dict, t: dict) -> bool:
 def _ecdsa_p1363(kat: KatObject, group: dict, t: dict) -> bool:
     """msg is hashed with SHA-256 and verified in the kernel; a public key
     that fails validation at registration rejects every signature."""
+    kid = _ecdsa_key(kat, group)
+    if kid is None:
+        return False
+    return kat.ecdsa.verify(kid, _hex(t, "msg"), _hex(t, "sig")) == kat.ecdsa.p256.VERIFY_OK
+
+
+def _ecdsa_key(kat: KatObject, group: dict) -> int | None:
+    """The group's secp256r1 key registered in ecdsa_kat (None if it fails
+    validation); Unsupported for another curve or hash."""
     pk = group.get("publicKey", {})
     if pk.get("curve") != "secp256r1" or group.get("sha") != "SHA-256":
         raise Unsupported(f"curve {pk.get('curve')} with {group.get('sha')}: only secp256r1/SHA-256")
     e = kat.ecdsa
     try:
-        kid = e.register(bytes.fromhex(pk["uncompressed"]))
+        return e.register(bytes.fromhex(pk["uncompressed"]))
     except e.p256.InvalidKey:
+        return None
+
+
+@runner("EcdsaVerify", "ECDSA")
+def _ecdsa_der(kat: KatObject, group: dict, t: dict) -> bool:
+    """As EcdsaP1363Verify, but sig is DER: decoded in the kernel by the
+    strict decoder pki-validator uses for certificate signatures, so every
+    BER variant (and any other malformed encoding) is a rejection."""
+    kid = _ecdsa_key(kat, group)
+    if kid is None:
         return False
-    return e.verify(kid, _hex(t, "msg"), _hex(t, "sig")) == e.p256.VERIFY_OK
+    return kat.ecdsa.verify_der(kid, _hex(t, "msg"), _hex(t, "sig")) == kat.ecdsa.p256.VERIFY_OK
 
 
 _ALG_BITS = {"HMACSHA256": 256, "HMACSHA512": 512, **_HASH_ALGS}
