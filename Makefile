@@ -4,7 +4,7 @@
 #   make test       install what is missing, build, run the test suite
 #   make demo       install what is missing, build, run the demo
 #   make bench      run the benchmarks, write build/bench.json + bench.md
-#   make vm-test KERNEL=/boot/vmlinuz-6.1.0-NN-amd64 (or KERNEL=6.1)
+#   make vm-test KERNEL=/boot/vmlinuz-6.1.0-NN-amd64 (or KERNEL=6.1, 6.12)
 #                   the test suite in a virtme-ng guest on that kernel
 #   make compat     host + 6.1 guest runs -> docs/kernel_compat.md
 #   V=1             show full commands
