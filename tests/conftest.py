@@ -80,6 +80,17 @@ def kat():
         yield k
 
 
+@pytest.fixture(scope="module")
+def ecdsa_kat():
+    """ecdsa_kat.bpf.o loaded once per test module (cryptbpf.kat.EcdsaKat)."""
+    require_root()
+    require_feature("bpf_loop")
+    from cryptbpf.kat import EcdsaKat
+    e = EcdsaKat()
+    yield e
+    e.close()
+
+
 @pytest.fixture
 def veth_pair(root):
     """Namespaces <id>-a and <id>-b joined by veth (10.212.x.1 <-> .2),

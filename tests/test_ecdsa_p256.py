@@ -72,16 +72,6 @@ def test_kfunc_dispatch_falls_back(bpf):
 PAIRS = int(os.environ.get("CRYPTBPF_ECDSA_PAIRS", "2000"))  # raise for a slower, deeper run
 
 
-@pytest.fixture(scope="module")
-def ecdsa_kat():
-    require_root()
-    require_feature("bpf_loop")
-    from cryptbpf.kat import EcdsaKat
-    e = EcdsaKat()
-    yield e
-    e.close()
-
-
 def test_differential_random_pairs(ecdsa_kat):
     """PAIRS random (key, message) pairs: each valid, and invalid with a
     corrupted message, r, s, or under another key."""

@@ -133,16 +133,6 @@ def test_upstream_wycheproof_der_ecdsa_file_passes():
     assert r["run"] == r["passed"] == total > 0
 
 
-@pytest.fixture(scope="module")
-def ecdsa_kat():
-    require_root()
-    require_feature("bpf_loop")
-    from cryptbpf.kat import EcdsaKat
-    e = EcdsaKat()
-    yield e
-    e.close()
-
-
 def _tlv(tag: int, content: bytes, long_form: int = 0) -> bytes:
     """tag | length | content; long_form > 0 writes the length in that many
     bytes after 0x80|n even where DER requires the short form."""
