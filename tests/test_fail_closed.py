@@ -174,7 +174,19 @@ class SignedAuth(Guard):
         return udp4(self.signed(data), self.port, vlans), udp4(data, self.port, vlans)
 
 
-class Zkp(Guard):
+class AuthorizingGuard(Guard):
+    """A program that opens its guarded port to an authorized source:
+    legitimate traffic is the client's, after one authorization."""
+
+    def legit(self, obj, vlans=()):
+        if not getattr(obj, "authorized_once", False):
+            self.authorize(obj)
+            obj.authorized_once = True
+        f = udp4(b"app data behind tags", self.port, vlans)
+        return f, f
+
+
+class Zkp(AuthorizingGuard):
     name, obj_name, xdp = "zkp-filter", "zkp_filter", "zkp_filter"
     attack_reason = "dropped"
     bad = {"l2": "bad_l4", "hdr": "bad_l4", "len": "bad_l4", "ext": "bad_l4"}
@@ -199,13 +211,6 @@ class Zkp(Guard):
     def control_request(self, vlans=()) -> bytes:
         from cryptbpf.programs.zkp_filter import client as zc
         return udp4(zc.pack("hello", client_nonce=os.urandom(16)), self.ctrl, vlans)
-
-    def legit(self, obj, vlans=()):
-        if not getattr(obj, "authorized_once", False):
-            self.authorize(obj)
-            obj.authorized_once = True
-        f = udp4(b"app data behind tags", self.port, vlans)
-        return f, f
 
 
 class Ratelimit(Guard):
@@ -236,7 +241,7 @@ class Ratelimit(Guard):
         return f, f
 
 
-class Pki(Guard):
+class Pki(AuthorizingGuard):
     name, obj_name, xdp = "pki-validator", "pki_validator", "pki_xdp"
     attack_reason = "denied"
     bad = {"l2": "unparsed", "hdr": "unparsed", "len": "unparsed", "ext": "unparsed"}
@@ -245,7 +250,7 @@ class Pki(Guard):
 
     def __init__(self):
         from cryptbpf.programs.pki_validator import control as admin, ca
-        from cryptbpf.programs.pki_validator import SPEC, control as pki_validator
+        from cryptbpf.programs.pki_validator import SPEC
         import test_pki_validator as tp
         self.tp, self.admin, self.ca, self.spec = tp, admin, ca, SPEC
         self.port, self.ctrl = tp.APP_PORT, tp.CTRL
@@ -271,13 +276,6 @@ class Pki(Guard):
         pad = bytes(L.const("PKI_HELLO_LEN") - L.const("PKI_MSG_LEN"))
         return udp4(p.msg(L.const("PKI_MSG_HELLO"), body=pad), self.ctrl, vlans)
 
-    def legit(self, obj, vlans=()):
-        if not getattr(obj, "authorized_once", False):
-            self.authorize(obj)
-            obj.authorized_once = True
-        f = udp4(b"app data behind tags", self.port, vlans)
-        return f, f
-
 
 class ContentVerifier(Guard):
     name, obj_name, xdp = "content-verifier", "content_verifier", "content_verify"
@@ -287,7 +285,7 @@ class ContentVerifier(Guard):
 
     def __init__(self):
         from cryptbpf.programs.content_verifier import client as cas
-        from cryptbpf.programs.content_verifier import SPEC, control as content_verifier
+        from cryptbpf.programs.content_verifier import SPEC
         import test_content_verifier as tc
         self.tc, self.spec, self.port = tc, SPEC, cas.DEFAULT_PORT
 
