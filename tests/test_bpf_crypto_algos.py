@@ -4,18 +4,17 @@
 bpf_crypto's only type, "skcipher", allocates with crypto_alloc_lskcipher():
 it finds algorithms registered as lskciphers (cbc/ecb templates over the
 "aes" cipher), not the skcipher drivers (chacha20-generic, chacha20-simd,
-cbc-aes-aesni). tests/bpf/crypto_probe.bpf.c asks bpf_crypto_ctx_create()
+cbc-aes-aesni). bpf/crypto_probe.bpf.c asks bpf_crypto_ctx_create()
 for a name and reports the errno; each test records it in junit.xml
 (property "errno") and the drivers /proc/crypto then lists."""
 
 from __future__ import annotations
 
 import errno
-from pathlib import Path
-
 import pytest
 
 from conftest import require_feature
+from cryptbpf.crypto.kernel_ciphers import bpf_crypto_driver, primitive_paths, proc_crypto
 
 
 def _probe(load_object, algo: str, key_len: int) -> int:
@@ -27,25 +26,9 @@ def _probe(load_object, algo: str, key_len: int) -> int:
     return ret
 
 
-def _proc_crypto(name: str) -> list[dict[str, str]]:
-    """/proc/crypto's entries whose `name` is `name`, best priority first."""
-    path = Path("/proc/crypto")
-    if not path.exists():
-        return []
-    out = []
-    for block in path.read_text().split("\n\n"):
-        entry = {}
-        for line in block.splitlines():
-            k, _, v = line.partition(":")
-            entry[k.strip()] = v.strip()
-        if entry.get("name") == name:
-            out.append(entry)
-    return sorted(out, key=lambda e: -int(e.get("priority", "0")))
-
-
 def _drivers(name: str) -> str:
     return ", ".join(f"{e.get('driver')} ({e.get('type')}, {e.get('priority')})"
-                     for e in _proc_crypto(name)) or "none"
+                     for e in proc_crypto(name)) or "none"
 
 
 def _record(request, name: str, value) -> None:
@@ -62,7 +45,7 @@ def test_cbc_aes_allocates(load_object, request):
     _record(request, "proc_crypto_cbc_aes", _drivers("cbc(aes)"))
     assert err == 0, f"bpf_crypto_ctx_create(cbc(aes)) = {err}"
     # the context it made is a lskcipher instance of the cbc template
-    assert any(e.get("type") == "lskcipher" for e in _proc_crypto("cbc(aes)")), _drivers("cbc(aes)")
+    assert any(e.get("type") == "lskcipher" for e in proc_crypto("cbc(aes)")), _drivers("cbc(aes)")
 
 
 def test_chacha20_is_not_reachable(load_object, request):
@@ -79,7 +62,7 @@ def test_chacha20_is_not_reachable(load_object, request):
     err = _probe(load_object, "chacha20", 32)
     _record(request, "errno", err)
     _record(request, "proc_crypto_chacha20", _drivers("chacha20"))
-    want = -errno.ENOENT if _proc_crypto("chacha20") else -errno.EOPNOTSUPP
+    want = -errno.ENOENT if proc_crypto("chacha20") else -errno.EOPNOTSUPP
     assert err == want, f"bpf_crypto_ctx_create(chacha20) = {err}; drivers: {_drivers('chacha20')}"
 
 
@@ -95,3 +78,18 @@ def test_other_names(load_object, request, algo, key_len):
         assert err == 0, f"bpf_crypto_ctx_create({algo}) = {err}"
     else:
         assert err < 0, f"bpf_crypto_ctx_create({algo}) = {err}: now reachable, update the docs"
+
+
+def test_doctor_names_what_runs(load_object):
+    """doctor (and the bench's metadata) name the lskcipher bpf_crypto got for
+    cbc(aes), and say why ChaCha20 is pure BPF, from the probe's errno."""
+    require_feature("bpf_crypto")
+    assert _probe(load_object, "cbc(aes)", 32) == 0
+    driver = bpf_crypto_driver("cbc(aes)")
+    assert driver and driver.startswith("cbc("), proc_crypto("cbc(aes)")
+    paths = primitive_paths()
+    assert paths["aes-cbc"].endswith(f"cbc(aes) = {driver}")
+    err = _probe(load_object, "chacha20", 32)
+    assert err < 0
+    assert paths["chacha20-poly1305"].startswith("pure BPF (bpf_crypto_ctx_create(chacha20) = -E")
+    assert ("skcipher only" in paths["chacha20-poly1305"]) == bool(proc_crypto("chacha20"))

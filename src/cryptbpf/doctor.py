@@ -12,33 +12,9 @@ from .bpf import bpffs, kernel
 from .bpf._ffi import libbpf_version
 from .errors import CryptbpfError, VerifierError
 from .bpf.object import BpfObject
+from .crypto.kernel_ciphers import primitive_paths
 from .paths import PIN_ROOT, bpf_object
 from .programs.base import ProgramSpec
-
-
-def _first(*choices: tuple[str, str]) -> str:
-    for feature, label in choices:
-        if feature == "" or kernel.has(feature):
-            return label
-    return "unavailable"
-
-
-def primitive_paths() -> dict[str, str]:
-    """Which implementation each crypto primitive takes on this kernel."""
-    def sha(bits: int) -> str:
-        return _first((f"kfunc_sha{bits}_v1", f"kfunc bpf_sha{bits}_hash (v1)"),
-                      ("kfunc_crypto_hash_v8", "kfunc bpf_crypto_hash (v8)"),
-                      ("", "pure BPF"))
-    return {
-        "sha256": sha(256), "sha384": sha(384), "sha512": sha(512),
-        "hmac-sha256": "HMAC in BPF over " + sha(256),
-        "hmac-sha512": "HMAC in BPF over " + sha(512),
-        "chacha20-poly1305": "pure BPF",
-        "aes-cbc": _first(("bpf_crypto", "kfunc bpf_crypto_encrypt/decrypt (cbc(aes))")),
-        "ecdsa-p256": _first(("kfunc_ecdsa_v1", "kfunc bpf_ecdsa_verify (v1)"),
-                             ("kfunc_sig_verify_v8", "kfunc bpf_sig_verify (v8)"),
-                             ("", "pure BPF")),
-    }
 
 
 def trial_load(spec: ProgramSpec) -> dict[str, Any]:

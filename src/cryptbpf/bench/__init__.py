@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..bpf import kernel
+from ..crypto.kernel_ciphers import primitive_paths
 
 
 def _modules():
@@ -110,12 +111,15 @@ def run_all(out: Path, only: list[str], echo) -> list[dict]:
         rows += [r for r in res if "ns" in r]
         extra += [r for r in res if "ns" not in r]
     meta = {"kernel": kernel.release(), "machine": platform.machine(),
-            "processor": platform.processor(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "processor": platform.processor(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "primitives": primitive_paths()}
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps({"meta": meta, "results": rows, "notes": extra}, indent=2))
     md = [f"# cryptbpf benchmarks\n", f"Kernel {meta['kernel']}, {meta['machine']}, {meta['time']}. "
           "BPF figures: BPF_PROG_TEST_RUN average over `repeat` runs (one CPU); userspace: "
-          "best of 3 batches, same run. Ratio > 1 means BPF is faster.\n", _table(rows), ""]
+          "best of 3 batches, same run. Ratio > 1 means BPF is faster.\n",
+          "Paths: " + "; ".join(f"{k}: {v}" for k, v in meta["primitives"].items()) + "\n",
+          _table(rows), ""]
     for n in extra:
         md.append(f"- {n['name']}: " + ", ".join(f"{k}={v}" for k, v in n.items() if k != "name"))
     Path(f"{out}.md").write_text("\n".join(md) + "\n")

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* crypto_probe: can bpf_crypto's "skcipher" type allocate `probe_algo`?
- * tests/test_bpf_crypto_algos.py sets the algorithm name and key length,
- * runs this SYSCALL program once (BPF_PROG_TEST_RUN) and reads back the
+ * src/cryptbpf/crypto/kernel_ciphers.py (doctor, bench) and
+ * tests/test_bpf_crypto_algos.py set the algorithm name and key length,
+ * run this SYSCALL program once (BPF_PROG_TEST_RUN) and reads back the
  * errno from bpf_crypto_ctx_create(): 0 when the kernel has an lskcipher of
  * that name (the context is released at once), -ENOENT when it has none. */
 #include "kfuncs.bpf.h"
