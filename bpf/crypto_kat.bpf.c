@@ -7,13 +7,18 @@
  * followed by the operation's input; results are written back into the
  * packet and the return value is the verdict (KAT_OK / KAT_BAD / -errno). */
 #include "cryptbpf.bpf.h"
+#include "crypto_kat.h"
 #include "aes_cbc.bpf.h"
 #include "hmac.bpf.h"
 #include "hash_kfunc.bpf.h"
+/* The AAD bound is the header's per-program knob (default 256): known-answer
+ * files carry longer AAD than any program's header does. */
+#define CHACHA20_POLY1305_AAD_MAX KAT_AAD_MAX
 #include "chacha20_poly1305.bpf.h"
-#include "crypto_kat.h"
 
 _Static_assert(KAT_MAX_MSG == CRYPTBPF_MSG_MAX, "kat_msg must satisfy the AEAD's bound");
+_Static_assert(sizeof(((struct kat_io *)0)->aad) == CHACHA20_POLY1305_AAD_MAX,
+	       "kat_io.aad must hold the AEAD's AAD bound");
 
 char LICENSE[] SEC("license") = "GPL";
 

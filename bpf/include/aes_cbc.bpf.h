@@ -64,7 +64,7 @@ static __always_inline int aes_ctx_install(void *map, struct aes_key_setup *args
 	__u32 idx = args->slot;
 	int err = 0;
 
-	if (args->key_len != 16 && args->key_len != 32)
+	if (args->key_len != 16 && args->key_len != 24 && args->key_len != 32)
 		return -EINVAL;
 	__builtin_memset(params, 0, sizeof(*params));
 	__builtin_memcpy(params->type, "skcipher", sizeof("skcipher"));

@@ -9,6 +9,9 @@
 #define KAT_AES_SLOT_CBC 0
 
 #define KAT_MAX_MSG 9216  /* map-memory message buffer (kat_msg); = CRYPTBPF_MSG_MAX */
+/* AEAD additional data: crypto_kat.bpf.c sets CHACHA20_POLY1305_AAD_MAX to
+ * this. Wycheproof's chacha20_poly1305_test.json goes up to 513 bytes. */
+#define KAT_AAD_MAX 1024
 
 /* kat_io.alg */
 #define KAT_SHA256 256
@@ -28,7 +31,7 @@ struct kat_io {
 	__s32 rc;         /* out: KAT_OK / KAT_BAD / -errno */
 	__u8 key[128];    /* HMAC/AEAD key */
 	__u8 nonce[16];   /* AEAD nonce (12 bytes used) */
-	__u8 aad[256];    /* AEAD additional data */
+	__u8 aad[KAT_AAD_MAX]; /* AEAD additional data */
 	__u8 out[64];     /* out: digest or MAC */
 	__u8 tag[64];     /* expected tag (verify) */
 };

@@ -131,8 +131,8 @@ class KatObject:
             raise Unsupported(f"{len(key) * 8}-bit ChaCha20 key")
         if len(nonce) != 12:
             raise Unsupported(f"{len(nonce) * 8}-bit nonce (RFC 8439 uses 96)")
-        if len(aad) > 256:
-            raise Unsupported(f"{len(aad)}-byte AAD (kat_io holds 256)")
+        if len(aad) > self.layout.const("KAT_AAD_MAX"):
+            raise Unsupported(f"{len(aad)}-byte AAD (kat_io holds {self.layout.const('KAT_AAD_MAX')})")
         return {"key": key, "nonce": nonce, "aad": aad, "aad_len": len(aad)}
 
     def seal(self, key: bytes, nonce: bytes, aad: bytes, msg: bytes, source: str = "skb") -> bytes:
@@ -176,9 +176,14 @@ class KatObject:
             return
         if not self.has_aes:
             raise Unsupported("kernel lacks " + kernel.describe(kernel.missing(list(self.AES_FEATURES))))
-        if len(key) not in (16, 32):
-            raise Unsupported(f"AES-{len(key) * 8}: bpf_crypto here takes 128/256-bit keys")
-        install_aes_key(self.obj, "kat_aes_setup", key)
+        if len(key) not in (16, 24, 32):
+            raise Unsupported(f"{len(key)}-byte key: AES takes 16, 24 or 32 bytes")
+        try:
+            install_aes_key(self.obj, "kat_aes_setup", key)
+        except CryptbpfError as e:
+            # The kernel decides which key sizes bpf_crypto's cbc(aes) takes
+            # (6.18 here: all three); report its answer, not a guess.
+            raise Unsupported(f"AES-{len(key) * 8}: bpf_crypto on this kernel refused the key ({e})") from None
         self._aes_key = key
 
     def load_report(self) -> dict:
