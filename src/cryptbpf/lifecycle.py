@@ -4,6 +4,8 @@ of that), and report status. Shared by the CLI and the tests."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -11,8 +13,30 @@ from .bpf import attach, kernel, pins
 from . import netns as netns_mod
 from .errors import CryptbpfError
 from .bpf.object import BpfObject
+from .bpf.program import Program
 from .paths import bpf_object
 from .programs.base import ProgramSpec
+
+
+# Crash-safety test hook: with CRYPTBPF_CRASH_AT=STEP (or STEP#N, the Nth
+# time) in the environment, load/unload SIGKILL their own process when they
+# reach STEP (LOAD_STEPS / UNLOAD_STEPS), so tests/test_crash_safety.py can
+# show that the next load, unload or status repairs what was left.
+# Unset (always, outside that test): one dictionary lookup per step.
+CRASH_ENV = "CRYPTBPF_CRASH_AT"
+LOAD_STEPS = ("intent-recorded", "object-loaded", "pinned", "device-prepared",
+              "attached", "hook-recorded", "recorded")
+UNLOAD_STEPS = ("unload-recorded", "detached", "settings-restored", "unpinned")
+_steps_seen: dict[str, int] = {}
+
+
+def _step(name: str) -> None:
+    want = os.environ.get(CRASH_ENV)
+    if not want:
+        return
+    _steps_seen[name] = _steps_seen.get(name, 0) + 1
+    if want in (name, f"{name}#{_steps_seen[name]}"):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def require_privileges() -> None:
@@ -97,6 +121,9 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
                             f"options: {', '.join('--' + o for o in spec.options) or 'none'}")
     spec.check_options(options)
     dkey = device_key(device, netns)
+    recovered = recover(spec)
+    if recovered:
+        (warn or _warn)(f"an interrupted load or unload of {spec.name} on {', '.join(recovered)} was undone")
     state = pins.read_state(spec.name)
     if dkey in state["devices"]:
         raise CryptbpfError(f"{spec.name} is already loaded on {dkey}")
@@ -110,8 +137,22 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
     if device is not None and any(h.point == "xdp" for h in spec.hooks):
         with netns_mod.inside(netns):
             xdp_mode, warning = attach.xdp_plan(device, requested, spec.xdp_tx)
+    if fresh:
+        state = {"program": spec.name, "object": str(bpf_object(spec.object)),
+                 "loaded_at": pins.now(), "knobs": knobs or {}, "devices": {}}
+    # Write-ahead record: the entry exists, marked pending, before anything
+    # is made, and every hook is recorded as soon as it is attached. A load
+    # killed halfway leaves a pending entry that recover() undoes (hooks it
+    # had no time to record are found by their program ids).
+    entry: dict[str, Any] = {"device": device, "netns": netns, "hooks": [],
+                             "device_settings": None, "pending": True}
+    if device is not None:
+        with netns_mod.inside(netns):
+            entry["clsact_existed"] = attach.tc_has_clsact(attach.ifindex(device))
+    state["devices"][dkey] = entry
+    pins.write_state(spec.name, state)
+    _step("intent-recorded")
     done: list = []
-    prepared: dict[str, Any] | None = None
     try:
         with _instance(spec, fresh, knobs, key, options) as handle:
             if device is None:  # device-less: always a fresh load (one key)
@@ -119,31 +160,120 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
                 for hook in spec.hooks:
                     done.append(attach.link_attach(handle.program(hook.program),
                                                    str(links / hook.program)))
+                    _record_hook(spec.name, state, entry, done[-1])
             else:
                 with netns_mod.inside(netns):
                     idx = attach.ifindex(device)
-                    prepared = spec.prepare_device(idx, device, options)
+                    entry["device_settings"] = spec.prepare_device(idx, device, options)
+                    pins.write_state(spec.name, state)
+                    _step("device-prepared")
                     for hook in spec.hooks:
                         done.append(_attach_hook(handle.program(hook.program), hook, idx,
                                                  xdp_mode, device, requested))
-        if fresh:
-            state = {"program": spec.name, "object": str(bpf_object(spec.object)),
-                     "loaded_at": pins.now(), "knobs": knobs or {}, "devices": {}}
-        state["devices"][dkey] = {"device": device, "netns": netns,
-                                  "hooks": [a.to_dict() for a in done],
-                                  "device_settings": prepared}
+                        _record_hook(spec.name, state, entry, done[-1])
+        del entry["pending"]
         pins.write_state(spec.name, state)
+        _step("recorded")
         if warning:
             (warn or _warn)(warning)
         return state
     except BaseException:
         with netns_mod.inside(netns):
             _undo(done)
-            if prepared is not None:
-                spec.restore_device(attach.ifindex(device), device, prepared)
+            if entry["device_settings"] is not None:
+                spec.restore_device(attach.ifindex(device), device, entry["device_settings"])
+        del state["devices"][dkey]
         if fresh:
             pins.remove_pins(spec.name)
+            pins.remove_state(spec.name)
+        else:
+            pins.write_state(spec.name, state)
         raise
+
+
+def _record_hook(name: str, state: dict, entry: dict, att) -> None:
+    _step("attached")
+    entry["hooks"].append(att.to_dict())
+    pins.write_state(name, state)
+    _step("hook-recorded")
+
+
+def _prog_ids(name: str) -> set[int]:
+    """Ids of the programs pinned for `name` (none when not pinned)."""
+    d = pins.pin_dir(name) / "progs"
+    ids = set()
+    for p in (d.iterdir() if d.is_dir() else ()):
+        try:
+            prog = Program.from_pin(str(p))
+        except CryptbpfError:
+            continue
+        try:
+            ids.add(prog.id)
+        finally:
+            prog.close()
+    return ids
+
+
+def interrupted(state: dict) -> list[str]:
+    """Device keys of loads that were killed before they finished."""
+    return [k for k, e in state["devices"].items() if e.get("pending")]
+
+
+def recover(spec_or_name) -> list[str]:
+    """Undo every interrupted load of a program (see load()): its recorded
+    hooks, any hook it attached but had no time to record, its device
+    settings; then the pins and record when nothing else is loaded.
+    Returns the device keys repaired."""
+    name = getattr(spec_or_name, "name", spec_or_name)
+    state = pins.read_state(name)
+    if not pins.is_loaded(name):
+        return []
+    keys = interrupted(state)
+    if not keys and state["devices"]:
+        return []
+    ids = _prog_ids(name)
+    _detach_entries(name, [state["devices"].pop(k) for k in keys], ids)
+    if state["devices"]:
+        pins.write_state(name, state)
+    else:   # nothing attached anywhere: also a load killed before its record
+        pins.remove_pins(name)
+        pins.remove_state(name)
+    return keys
+
+
+def _detach_entries(name: str, entries: list[dict], prog_ids: set[int]) -> None:
+    """Detach everywhere first, then restore device settings (last load
+    first): one device's hooks can pin another's settings (XDP on a veth
+    fixes its peer's GSO features until it is detached). A pending entry is
+    also swept for hooks of `prog_ids` it never recorded."""
+    from . import programs
+    spec = programs.discover().get(name)
+    for entry in entries:
+        try:
+            with netns_mod.inside(_ns(entry["netns"])):
+                hooks = [attach.from_dict(a) for a in entry["hooks"]]
+                if entry.get("pending") and entry["device"] is not None:
+                    idx = attach.ifindex(entry["device"])
+                    hooks += attach.tc_filters_of(idx, prog_ids) + attach.xdp_of(idx, prog_ids)
+                _undo(hooks)
+                if entry.get("pending") and entry["device"] is not None \
+                        and not entry.get("clsact_existed", True):
+                    idx = attach.ifindex(entry["device"])
+                    if attach.tc_has_clsact(idx) and not attach.tc_has_filters(idx):
+                        attach.tc_remove_clsact(idx)
+        except CryptbpfError:
+            pass  # the namespace or device is gone, and with it every hook on it
+    _step("detached")
+    for entry in reversed(entries):
+        if not (spec and entry.get("device_settings")):
+            continue
+        try:
+            with netns_mod.inside(_ns(entry["netns"])):
+                spec.restore_device(attach.ifindex(entry["device"]), entry["device"],
+                                    entry["device_settings"])
+        except CryptbpfError:
+            pass
+    _step("settings-restored")
 
 
 @contextlib.contextmanager
@@ -159,7 +289,9 @@ def _instance(spec: ProgramSpec, fresh: bool, knobs, key, options):
         spec.configure(obj, knobs or {})
         obj.load()
         spec.setup(obj, key, options)
+        _step("object-loaded")
         pins.pin_object(spec.name, obj)
+        _step("pinned")
         yield obj
 
 
@@ -217,31 +349,17 @@ def unload(name: str, device: str | None = None, netns: str | None = None) -> li
         if k not in state["devices"]:
             raise CryptbpfError(f"{name} is not loaded on {k} "
                                 f"(loaded on: {', '.join(state['devices']) or 'nothing'})")
-    from . import programs
-    spec = programs.discover().get(name)
+    for k in keys:  # a killed unload leaves them marked, for status and recover()
+        state["devices"][k]["pending"] = state["devices"][k].get("pending") or "unload"
+    pins.write_state(name, state)
+    _step("unload-recorded")
     entries = [state["devices"].pop(k) for k in keys]
-    # Detach everywhere first, then restore device settings (last load
-    # first): one device's hooks can pin another's settings (XDP on a veth
-    # fixes its peer's GSO features until it is detached).
-    for entry in entries:
-        try:
-            with netns_mod.inside(_ns(entry["netns"])):
-                _undo([attach.from_dict(a) for a in entry["hooks"]])
-        except CryptbpfError:
-            pass  # the namespace is gone, and with it every hook inside it
-    for entry in reversed(entries):
-        if not (spec and entry.get("device_settings")):
-            continue
-        try:
-            with netns_mod.inside(_ns(entry["netns"])):
-                spec.restore_device(attach.ifindex(entry["device"]), entry["device"],
-                                    entry["device_settings"])
-        except CryptbpfError:
-            pass
+    _detach_entries(name, entries, _prog_ids(name))
     if state["devices"]:
         pins.write_state(name, state)
     else:
         pins.remove_pins(name)
+        _step("unpinned")
         pins.remove_state(name)
     return keys
 
@@ -257,6 +375,11 @@ def status(specs: dict[str, ProgramSpec]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"program": name, "devices": {}, "object": state.get("object")}
         for dev, d in state["devices"].items():
             entry["devices"][dev] = [_describe(a) for a in d["hooks"]]
+        if interrupted(state) or not state["devices"]:
+            # killed halfway through a load (or before its record): the
+            # next load or unload of the program repairs it
+            entry["interrupted"] = interrupted(state) or ["(no device recorded)"]
+            entry["repair"] = f"cryptbpf unload {name}"
         spec = specs.get(name)
         if spec and pins.pin_dir(name).exists():
             try:

@@ -168,6 +168,47 @@ def tc_has_filters(idx: int) -> bool:
     return False
 
 
+def tc_has_clsact(idx: int) -> bool:
+    """True if the device has a clsact qdisc (before a load creates one)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        try:
+            return any(q.get_attr("TCA_KIND") == "clsact" for q in ipr.get_qdiscs(index=idx))
+        except Exception:  # device gone
+            return False
+
+
+def tc_filters_of(idx: int, prog_ids: set[int]) -> list[TcAttachment]:
+    """The TC filters on the device's clsact qdisc that run one of
+    `prog_ids` (found by bpf_tc_query), as records tc_detach takes: what
+    a load that died between attaching and recording left behind."""
+    from pyroute2 import IPRoute
+
+    found = []
+    with IPRoute() as ipr:
+        for point, parent in (("ingress", 0xFFFFFFF2), ("egress", 0xFFFFFFF3)):
+            try:
+                filters = ipr.get_filters(index=idx, parent=parent)
+            except Exception:  # device or qdisc gone
+                continue
+            for f in filters:
+                if not f["handle"]:
+                    continue  # the per-priority chain head, not a filter
+                opts = ffi.new("struct bpf_tc_opts *")
+                opts.sz = ffi.sizeof("struct bpf_tc_opts")
+                opts.handle, opts.priority = f["handle"], f["info"] >> 16
+                if lib.bpf_tc_query(_hook(idx, point), opts) == 0 and opts.prog_id in prog_ids:
+                    found.append(TcAttachment(idx, point, opts.handle, opts.priority, False))
+    return found
+
+
+def xdp_of(idx: int, prog_ids: set[int]) -> list[XdpAttachment]:
+    """The XDP attachments of the device that run one of `prog_ids`."""
+    return [XdpAttachment(idx, mode, pid) for mode, pid in xdp_programs(idx).items()
+            if pid in prog_ids]
+
+
 def tc_remove_clsact(idx: int) -> None:
     hook = _hook(idx, "ingress")
     hook.attach_point = lib.BPF_TC_INGRESS | lib.BPF_TC_EGRESS  # = delete qdisc
