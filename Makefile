@@ -4,6 +4,8 @@
 #   make test       install what is missing, build, run the test suite
 #   make demo       install what is missing, build, run the demo
 #   make bench      run the benchmarks, write build/bench.json + bench.md
+#   make fuzz SECONDS=N [PROGRAMS="zkp_filter ..."]
+#                   differential fuzzing, N seconds per program (tests/fuzz/)
 #   make vm-test KERNEL=/boot/vmlinuz-6.1.0-NN-amd64 (or KERNEL=6.1, 6.12)
 #                   the test suite in a virtme-ng guest on that kernel
 #   make compat     host + 6.1 guest runs -> docs/kernel_compat.md
@@ -35,7 +37,7 @@ msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all bpf vmlinux root setup test demo bench clean
+.PHONY: all bpf vmlinux root setup test demo bench fuzz clean
 .PHONY: vm-test compat
 
 all: bpf
@@ -76,6 +78,11 @@ demo: setup bpf
 
 bench: setup bpf
 	$(Q).venv/bin/cryptbpf bench --out build/bench
+
+# Differential fuzzing: every disagreement is printed with its frame.
+SECONDS ?= 10
+fuzz: setup bpf
+	$(Q)$(PYTHON) tests/fuzz/run.py --seconds $(SECONDS) $(PROGRAMS)
 
 # The suite inside a virtme-ng guest booted with KERNEL (scripts/vm-test
 # installs qemu and virtme-ng; TCG when KVM does not work here).

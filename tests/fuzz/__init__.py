@@ -8,7 +8,7 @@ import contextlib
 import importlib
 
 # program -> module of tests/fuzz holding its Target
-TARGETS = ["zkp_filter"]
+TARGETS = ["zkp_filter", "crypto_ratelimit"]
 
 
 @contextlib.contextmanager

@@ -1,0 +1,129 @@
+"""State exhaustion: floods from many spoofed IPv4 sources against every map
+a sender holding no key can make grow or churn, through BPF_PROG_TEST_RUN
+(docs/abuse.md has the map-by-map list and the numbers).
+
+- crypto-ratelimit `buckets` (LRU, POW_MAX_SOURCES): every source to a
+  protected port gets a bucket, so a spoofed flood fills the map and evicts
+  the least recently used. Shown: a source that keeps sending keeps its
+  bucket (and, under attack, its "verified" mark) through a flood of more
+  sources than the map holds; an idle one is evicted and starts again (a
+  full bucket in normal mode; a new puzzle under attack): the bound.
+- zkp-filter `authorized`, `used_challenges`: written only for a valid
+  proof. Shown: a flood of HELLOs and forged PROOFs leaves both empty, and a
+  legitimate client authorizes during it.
+The objects are set up by the fuzzing targets (tests/fuzz/), which hold the
+keys and build the valid frames."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+
+from cryptbpf.programs.crypto_ratelimit import SPEC as RL_SPEC, client as pc, control as cr
+from cryptbpf.programs.zkp_filter import SPEC as ZKP_SPEC, client as zc
+
+from conftest import require_feature, require_root
+from fuzz import load_target
+from fuzz.engine import with_source
+from xdp_frames import XDP_PASS, XDP_TX, udp_frame
+
+LEGIT = "192.0.2.10"
+
+
+def spoofed(n: int, seed: int = 1):
+    """n distinct addresses in 10.0.0.0/8, in random order."""
+    rng = random.Random(seed)
+    for i in rng.sample(range(1, 1 << 24), n):
+        yield str(ipaddress.IPv4Address((10 << 24) | i))
+
+
+def _require(spec):
+    require_root()
+    for f in spec.requires:
+        require_feature(f)
+
+
+def _entries(obj, name: str) -> int:
+    return sum(1 for _ in obj.map(name).keys())
+
+
+@pytest.fixture
+def ratelimit():
+    _require(RL_SPEC)
+    with load_target("crypto_ratelimit") as t:
+        # a budget the legitimate source below stays within
+        cr.configure_limits(t.obj, rate=100_000, burst=1000, max_challenges=2)
+        yield t
+
+
+def _admit(t, src: str) -> None:
+    """Solve a challenge for src (as the real client would)."""
+    slot = pc_slot()
+    chal = {"difficulty": 4, "slot": slot, "challenge": pc.compute_challenge(t.server_key, src, slot, 4)}
+    nonce, _ = pc.solve(chal["challenge"], 4)
+    assert t.verdict(udp_frame(pc.solution_message(chal, nonce), 5353, src=src)) == XDP_TX
+
+
+def pc_slot() -> int:
+    from cryptbpf.programs.zkp_filter.control import boot_ns
+    return boot_ns() // (30 * 10**9)
+
+
+@pytest.mark.host_only(reason="70,000 BPF_PROG_TEST_RUN calls: a long flood under emulation")
+@pytest.mark.parametrize("under_attack", [0, 1], ids=["normal", "under-attack"])
+def test_ratelimit_buckets_flood_keeps_active_sources(ratelimit, under_attack):
+    t = ratelimit
+    cr.configure_limits(t.obj, under_attack=under_attack)
+    size = t.obj.map("buckets").max_entries
+    idle = "192.0.2.99"
+    for src in (LEGIT, idle):
+        _admit(t, src)
+    query = udp_frame(b"query", 5353)
+    data = lambda src: with_source(query, src)
+    assert t.verdict(data(LEGIT)) == t.verdict(data(idle)) == XDP_PASS
+    flood, legit_every = size + size // 16, 500
+    legit = []
+    for i, src in enumerate(spoofed(flood)):
+        # spoofed: a full bucket (normal) or a challenge to the spoofed address (under attack)
+        t.verdict(data(src))
+        if i % legit_every == 0:
+            legit.append(t.verdict(data(LEGIT)))
+    s = RL_SPEC.stats(t.obj)
+    assert legit == [XDP_PASS] * len(legit)               # the active source never noticed
+    assert _entries(t.obj, "buckets") <= size             # the LRU bound
+    if under_attack:
+        assert s["challenged"] >= flood                     # one challenge per spoofed source
+        # the idle source lost its entry, and with it its "verified" mark: challenged again
+        assert t.verdict(data(idle)) == XDP_TX
+        _admit(t, idle)
+    assert t.verdict(data(idle)) == XDP_PASS
+
+
+@pytest.fixture
+def zkp():
+    _require(ZKP_SPEC)
+    with load_target("zkp_filter") as t:
+        yield t
+
+
+def test_zkp_flood_of_hellos_and_forged_proofs_leaves_no_state(zkp):
+    t, rng = zkp, random.Random(7)
+    flood = 20_000
+    hello = udp_frame(zc.pack("hello", client_nonce=rng.randbytes(16)), 7227)
+    forged = udp_frame(zc.pack("proof", key_id=7, slot=pc_slot(), client_nonce=rng.randbytes(16),
+                               challenge=rng.randbytes(32), proof=rng.randbytes(32)), 7227)
+    for src in spoofed(flood, seed=2):
+        assert t.verdict(with_source(hello, src)) == XDP_TX
+        t.verdict(with_source(forged, src))
+    s = ZKP_SPEC.stats(t.obj)
+    assert s["hellos"] == flood and s["bad_challenge"] == flood and s["accepted"] == 0
+    assert _entries(t.obj, "authorized") == _entries(t.obj, "used_challenges") == 0
+    # a legitimate client still gets in
+    nonce, slot = rng.randbytes(16), pc_slot()
+    chal = {"client_nonce": nonce, "slot": slot,
+            "challenge": zc.compute_challenge(t.server_key, LEGIT, slot, nonce)}
+    assert t.verdict(udp_frame(zc.proof_message(chal, t.verifier, LEGIT, 7), 7227, src=LEGIT)) == XDP_TX
+    assert t.verdict(udp_frame(b"app", 2222, src=LEGIT)) == XDP_PASS
+    assert _entries(t.obj, "authorized") == _entries(t.obj, "used_challenges") == 1
