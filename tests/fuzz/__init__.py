@@ -8,7 +8,7 @@ import contextlib
 import importlib
 
 # program -> module of tests/fuzz holding its Target
-TARGETS = ["zkp_filter", "crypto_ratelimit"]
+TARGETS = ["zkp_filter", "crypto_ratelimit", "signed_auth", "content_verifier"]
 
 
 @contextlib.contextmanager
@@ -18,5 +18,7 @@ def load_target(name: str):
     from cryptbpf.paths import bpf_object
     mod = importlib.import_module(f"fuzz.{name}")
     with BpfObject.open(str(bpf_object(name))) as obj:
+        for k, v in getattr(mod, "KNOBS", {}).items():   # .rodata, before the load
+            obj.set_global(k, v)
         obj.load()
         yield mod.Target(obj)

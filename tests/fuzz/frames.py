@@ -22,6 +22,7 @@ TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 @dataclass
 class Frame:
     kind: str
+    why: str = ""                  # kind "bad": "l2", "ext" (deeper than the walk), "hdr", "len"
     l3_off: int = 0
     saddr: bytes = b""
     daddr: bytes = b""
@@ -60,13 +61,14 @@ def _csum_ok(hdr: bytes) -> bool:
     return s == 0xFFFF
 
 
-def classify(b: bytes) -> Frame:
+def classify(b: bytes, max_ext: int = MAX_EXT) -> Frame:
+    """max_ext: IPv6 extension headers walked (content-verifier: 6)."""
     if len(b) < 14:
-        return Frame("bad")
+        return Frame("bad", "l2")
     proto, off, f = struct.unpack_from("!H", b, 12)[0], 14, Frame("not_ip")
     while proto in TAGS:
         if f.tags == MAX_TAGS or off + 4 > len(b):
-            return Frame("bad")
+            return Frame("bad", "l2")
         tci, proto = struct.unpack_from("!HH", b, off)
         f.vlan_id |= bool(tci & 0xFFF)
         f.tags += 1
@@ -75,12 +77,12 @@ def classify(b: bytes) -> Frame:
     if proto == 0x0800:
         return _ipv4(b, f)
     if proto == 0x86DD:
-        return _ipv6(b, f)
+        return _ipv6(b, f, max_ext)
     return f
 
 
-def _bad(f: Frame) -> Frame:
-    f.kind = "bad"
+def _bad(f: Frame, why: str = "hdr") -> Frame:
+    f.kind, f.why = "bad", why
     return f
 
 
@@ -156,18 +158,18 @@ def _ipv4(b: bytes, f: Frame) -> Frame:
                 return _bad(f)
             _icmp_quote(b, f, f.l4_off, False)
     if tot < f.ihl or f.l3_end > len(b) or not _l4_lengths(f):
-        return _bad(f)
+        return _bad(f, "len")
     return f
 
 
-def _ipv6(b: bytes, f: Frame) -> Frame:
+def _ipv6(b: bytes, f: Frame, max_ext: int) -> Frame:
     o = f.l3_off
     f.kind = "ipv6"
     if o + 40 > len(b) or b[o] >> 4 != 6:
         return _bad(f)
     f.saddr, f.daddr = b[o + 8:o + 24], b[o + 24:o + 40]
     f.l3_end, f.l4_off, nxt = o + 40 + struct.unpack_from("!H", b, o + 4)[0], o + 40, b[o + 6]
-    for _ in range(MAX_EXT):
+    for _ in range(max_ext):
         if nxt not in IPV6_EXT:
             break
         e = f.l4_off
@@ -186,13 +188,15 @@ def _ipv6(b: bytes, f: Frame) -> Frame:
             break
     f.proto = nxt
     if f.frag_later:
-        return _bad(f) if f.l3_end > len(b) else f
-    if nxt in IPV6_EXT or not _ports(b, f, f.l4_off):
+        return _bad(f, "len") if f.l3_end > len(b) else f
+    if nxt in IPV6_EXT:
+        return _bad(f, "ext")
+    if not _ports(b, f, f.l4_off):
         return _bad(f)
     if nxt == ICMPV6:
         if f.l4_off + 8 > len(b):
             return _bad(f)
         _icmp_quote(b, f, f.l4_off, True)
     if f.l4_off > f.l3_end or f.l3_end > len(b) or not _l4_lengths(f):
-        return _bad(f)
+        return _bad(f, "len")
     return f
