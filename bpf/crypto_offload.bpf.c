@@ -101,6 +101,7 @@ struct oreq {
 	__u16 data_len, aad_len;
 	__u8 op, version, bucket;
 	struct frame_info fi;   /* the frame, classified */
+	__u8 opts[64];          /* IPv4 options (40 at most), when there are some */
 };
 
 /* Per-CPU working memory: hash/MAC state, AEAD state, the nonce and AAD
@@ -221,6 +222,46 @@ static __always_inline void kernel_cost_update(const struct offload_config *cfg,
 
 /* ------------------------------------------------------------ parsing */
 
+/* IPv4 options (the classifier saw some other than NOP/EOL): 1 if XDP may
+ * answer, i.e. the kernel would deliver the request. Record route,
+ * timestamp and router alert with sane lengths and pointers are delivered
+ * (and kept in the reply). Source routes are dropped by the kernel unless
+ * accept_source_route is set, and so are options with a wrong length or
+ * pointer (ip_options_compile()): those, and any other option (security,
+ * CIPSO, unknown ones, which XDP does not judge), are left to the stack,
+ * which drops or delivers them to the daemon's socket. */
+static __always_inline int ip_opts_delivered(struct xdp_md *ctx, struct oreq *r)
+{
+	const struct frame_info *fi = &r->fi;
+	__u32 n = fi->ihl - 20, i = 0, type, len;
+	__u8 *o = r->opts;
+
+	if (n < 4 || n > 40 || bpf_xdp_load_bytes(ctx, fi->l3_off + 20, o, n))
+		return 0;
+	for (int k = 0; k < 40; k++) {         /* a bounded loop: one option a turn */
+		if (i >= n)
+			break;
+		type = o[i & 63];
+		if (type == 0)                  /* EOL: the rest is padding */
+			break;
+		if (type == 1) {                /* NOP */
+			i++;
+			continue;
+		}
+		len = i + 1 < n ? o[(i + 1) & 63] : 0;
+		if (len < 2 || i + len > n)
+			return 0;
+		if ((type == 7 && (len < 3 || o[(i + 2) & 63] < 4 ||            /* record route */
+				   (o[(i + 2) & 63] <= len && o[(i + 2) & 63] + 3 > len))) ||
+		    (type == 0x44 && (len < 4 || o[(i + 2) & 63] < 5)) ||      /* timestamp */
+		    (type == 0x94 && len != 4) ||                               /* router alert */
+		    (type != 7 && type != 0x44 && type != 0x94))
+			return 0;
+		i += len;
+	}
+	return 1;
+}
+
 /* An IPv4/UDP datagram to udp_port, possibly the first fragment of a
  * larger one, as the shared classifier sees it (any VLAN tags, the IPv4
  * header as strict as the kernel's). 0 = ours; -1 = anything else: the
@@ -235,6 +276,8 @@ static __always_inline int parse_udp(struct xdp_md *ctx, struct oreq *r)
 
 	if (f != FRAME_IPV4 || fi->proto != IPPROTO_UDP_ || !(fi->flags & FRAME_F_PORTS) ||
 	    fi->dport != udp_port || fi->udp_len < sizeof(struct udphdr))
+		return -1;
+	if ((fi->flags & FRAME_F_IP_OPTS) && !ip_opts_delivered(ctx, r))
 		return -1;
 	r->frag = !!(fi->flags & FRAME_F_FRAG_FIRST);
 	/* unfragmented: the UDP length must match IP's (a shorter one is

@@ -70,8 +70,9 @@
 #define OFFLOAD_AEAD_KEY_SIZE 32
 #define OFFLOAD_MAX_KEYS    1024
 
-/* kernel path: the request must be one unfragmented frame, IPv4 without
- * options; config.kernel_max_len lowers the bound further */
+/* kernel path: the request must be one unfragmented frame whose IPv4
+ * options (if any) the kernel delivers; config.kernel_max_len lowers the
+ * bound further */
 #define OFFLOAD_KERNEL_MAX  1472
 
 struct offload_req_hdr {
@@ -119,7 +120,7 @@ struct offload_reply_hdr {
 #define OFFLOAD_REASON_FASTER      1   /* lower estimate for this op and size */
 #define OFFLOAD_REASON_EXPLORE     2   /* sent to the slower path to keep measuring it */
 #define OFFLOAD_REASON_DAEMON_DOWN 3   /* stale heartbeat */
-#define OFFLOAD_REASON_BEYOND      4   /* too big / fragmented / IP options for XDP */
+#define OFFLOAD_REASON_BEYOND      4   /* too big or fragmented for XDP */
 #define OFFLOAD_REASON_INVALID     5   /* malformed request */
 #define OFFLOAD_REASON_FAILED      6   /* kernel computation or rewrite failed */
 #define OFFLOAD_NREASONS           7

@@ -8,7 +8,8 @@ import contextlib
 import importlib
 
 # program -> module of tests/fuzz holding its Target
-TARGETS = ["zkp_filter", "crypto_ratelimit", "signed_auth", "content_verifier"]
+TARGETS = ["zkp_filter", "crypto_ratelimit", "signed_auth", "content_verifier",
+           "pki_validator", "crypto_offload"]
 
 
 @contextlib.contextmanager

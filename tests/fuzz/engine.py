@@ -8,7 +8,10 @@ A target is a class with
                               and start its model's state
     valid(rng) -> bytes       a frame the program accepts or answers
     noise(rng) -> bytes       another frame worth sending (optional)
-    expect(frame) -> (verdict, {counter: increment}), updating the model
+    expect(frame) -> (verdict, {counter: increment}), updating the model;
+                              {"_one_of": (names...)} besides: exactly one of
+                              those counters moves, by one (where the model
+                              knows a frame is refused but not the reason)
     verdict(frame) -> int     run the program (default: XDP, test_run)
     counters() -> dict        the program's counters now
 
@@ -87,7 +90,7 @@ def _swap(rng, f):
     return bytes(b)
 
 
-def _fix_ipv4_csum(b: bytearray, l3: int = 14) -> None:
+def fix_ipv4_csum(b: bytearray, l3: int = 14) -> None:
     if len(b) < l3 + 20 or b[l3] >> 4 != 4:
         return
     ihl = (b[l3] & 15) * 4
@@ -108,7 +111,7 @@ def _header_field(rng, f):
         return _flip(rng, f)
     i = rng.choice((0, 2, 3, 6, 7, 9, 12, 15, 16, 19))
     b[14 + i] = rng.randrange(256) if rng.random() < 0.5 else b[14 + i] ^ (1 << rng.randrange(8))
-    _fix_ipv4_csum(b)
+    fix_ipv4_csum(b)
     return bytes(b)
 
 
@@ -135,10 +138,30 @@ def with_source(f: bytes, addr: str) -> bytes:
     if len(b) < 34 or b[12:14] != b"\x08\x00":
         return f
     b[26:30] = bytes(int(x) for x in addr.split("."))
-    _fix_ipv4_csum(b)
+    fix_ipv4_csum(b)
     l4 = 14 + (b[14] & 15) * 4
     if b[23] == 17 and len(b) >= l4 + 8:
         b[l4 + 6:l4 + 8] = b"\0\0"
+    return bytes(b)
+
+
+# IPv4 options: NOPs, record route, timestamp, loose/strict source route,
+# router alert, and bytes that are not a valid option
+IP_OPTIONS = (b"\x01\x01\x01\x01", b"\x07\x07\x04\x00\x00\x00\x00\x00",
+              b"\x44\x08\x05\x00\x00\x00\x00\x00", b"\x83\x07\x04\x0a\x00\x00\x01\x00",
+              b"\x89\x07\x04\x0a\x00\x00\x01\x00", b"\x94\x04\x00\x00", b"\x07\x01\x00\x00")
+
+
+def _ip_options(rng, f):
+    """IPv4 options inserted (IHL, total length and checksum fixed)."""
+    b = bytearray(f)
+    if len(b) < 34 or b[12:14] != b"\x08\x00" or b[14] != 0x45:
+        return _flip(rng, f)
+    opt = rng.choice(IP_OPTIONS)
+    b[34:34] = opt
+    b[14] = 0x40 | (5 + len(opt) // 4)
+    b[16:18] = struct.pack("!H", struct.unpack_from("!H", b, 16)[0] + len(opt))
+    fix_ipv4_csum(b)
     return bytes(b)
 
 
@@ -152,7 +175,8 @@ def _vlan(rng, f):
 
 MUTATIONS = {"flip": _flip, "flip-payload": _flip_payload, "truncate": _truncate,
              "extend": _extend, "swap": _swap, "header-field": _header_field,
-             "udp-length": _udp_len, "new-source": _new_source, "vlan": _vlan}
+             "udp-length": _udp_len, "new-source": _new_source, "vlan": _vlan,
+             "ip-options": _ip_options}
 
 
 def frames(target, rng: random.Random):
@@ -192,6 +216,11 @@ def fuzz(target, rng: random.Random, count: int | None = None,
         sent += 1
         moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
         delta = {k: v for k, v in delta.items() if v}
+        one_of = delta.pop("_one_of", ())
+        if one_of and len(set(moved) - set(delta)) == 1 and set(moved) - set(delta) <= set(one_of):
+            (k,) = set(moved) - set(delta)      # exactly one of the reasons, once
+            if moved[k] == 1:
+                delta[k] = 1
         if got != want:
             found.append(Disagreement(target.name, "verdict", frame, VERDICTS.get(want, want),
                                       VERDICTS.get(got, got), how))

@@ -36,6 +36,7 @@ class Frame:
     frag_first: bool = False
     frag_later: bool = False
     ip_opts: bool = False          # options other than NOP/EOL
+    opts_dropped: bool = False     # options the kernel drops the datagram for (see _opts_dropped)
     vlan_id: bool = False
     tags: int = 0
     icmp_err: bool = False
@@ -130,6 +131,38 @@ def _icmp_quote(b: bytes, f: Frame, l4: int, v6: bool) -> None:
                 "peer": b[q + 16:q + 20]}
 
 
+# ip_options_compile() (net/ipv4/ip_options.c) and ip_rcv_options() on a
+# host with accept_source_route 0 (the default) drop a datagram whose
+# options have a wrong length, a record route (7) shorter than 3 or with a
+# pointer below 4 (or one that leaves no room for an address), a timestamp
+# (68) shorter than 4 or with a pointer below 5, a router alert (148) not 4
+# long, and source routes (LSRR 131, SSRR 137). Any other option counts as
+# "dropped" here too: the programs leave options they do not judge to the
+# stack (crypto-offload: the daemon answers if the kernel delivers).
+_KNOWN_OPTS = {7: (3, 4), 68: (4, 5), 148: (4, 0)}
+
+
+def _opts_dropped(opts: bytes) -> bool:
+    i = 0
+    while i < len(opts):
+        t = opts[i]
+        if t == 0:
+            return False
+        if t == 1:
+            i += 1
+            continue
+        n = opts[i + 1] if i + 1 < len(opts) else 0
+        if n < 2 or i + n > len(opts) or t not in _KNOWN_OPTS:
+            return True
+        min_len, min_ptr = _KNOWN_OPTS[t]
+        if n < min_len or (t == 148 and n != 4) or (min_ptr and opts[i + 2] < min_ptr):
+            return True
+        if t == 7 and opts[i + 2] <= n and opts[i + 2] + 3 > n:
+            return True
+        i += n
+    return False
+
+
 def _ipv4(b: bytes, f: Frame) -> Frame:
     o = f.l3_off
     f.kind = "ipv4"
@@ -147,6 +180,7 @@ def _ipv4(b: bytes, f: Frame) -> Frame:
         if x != 1:
             f.ip_opts = True
             break
+    f.opts_dropped = f.ip_opts and _opts_dropped(b[o + 20:o + f.ihl])
     tot, frag = struct.unpack_from("!H2xH", b, o + 2)
     f.l3_end, f.l4_off = o + tot, o + f.ihl
     f.frag_later, f.frag_first = bool(frag & 0x1FFF), not frag & 0x1FFF and bool(frag & 0x2000)
