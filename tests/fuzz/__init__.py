@@ -9,7 +9,7 @@ import importlib
 
 # program -> module of tests/fuzz holding its Target
 TARGETS = ["zkp_filter", "crypto_ratelimit", "signed_auth", "content_verifier",
-           "pki_validator", "crypto_offload"]
+           "pki_validator", "crypto_offload", "encrypted_tunnel"]
 
 
 @contextlib.contextmanager

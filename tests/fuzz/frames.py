@@ -23,6 +23,7 @@ TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 class Frame:
     kind: str
     why: str = ""                  # kind "bad": "l2", "ext" (deeper than the walk), "hdr", "len"
+    family: int = 0                # 4 or 6 once the IP header's addresses were read (even if "bad")
     l3_off: int = 0
     saddr: bytes = b""
     daddr: bytes = b""
@@ -62,8 +63,9 @@ def _csum_ok(hdr: bytes) -> bool:
     return s == 0xFFFF
 
 
-def classify(b: bytes, max_ext: int = MAX_EXT) -> Frame:
-    """max_ext: IPv6 extension headers walked (content-verifier: 6)."""
+def classify(b: bytes, max_ext: int = MAX_EXT, l3_only: bool = False) -> Frame:
+    """max_ext: IPv6 extension headers walked (content-verifier: 6);
+    l3_only: stop after the IP header (only its own lengths are checked)."""
     if len(b) < 14:
         return Frame("bad", "l2")
     proto, off, f = struct.unpack_from("!H", b, 12)[0], 14, Frame("not_ip")
@@ -76,9 +78,9 @@ def classify(b: bytes, max_ext: int = MAX_EXT) -> Frame:
         off += 4
     f.l3_off = off
     if proto == 0x0800:
-        return _ipv4(b, f)
+        return _ipv4(b, f, l3_only)
     if proto == 0x86DD:
-        return _ipv6(b, f, max_ext)
+        return _ipv6(b, f, max_ext, l3_only)
     return f
 
 
@@ -163,12 +165,12 @@ def _opts_dropped(opts: bytes) -> bool:
     return False
 
 
-def _ipv4(b: bytes, f: Frame) -> Frame:
+def _ipv4(b: bytes, f: Frame, l3_only: bool = False) -> Frame:
     o = f.l3_off
     f.kind = "ipv4"
     if o + 20 > len(b):
         return _bad(f)
-    f.saddr, f.daddr, f.proto = b[o + 12:o + 16], b[o + 16:o + 20], b[o + 9]
+    f.saddr, f.daddr, f.proto, f.family = b[o + 12:o + 16], b[o + 16:o + 20], b[o + 9], 4
     if b[o] >> 4 != 4 or b[o] & 15 < 5:
         return _bad(f)
     f.ihl = (b[o] & 15) * 4
@@ -184,6 +186,8 @@ def _ipv4(b: bytes, f: Frame) -> Frame:
     tot, frag = struct.unpack_from("!H2xH", b, o + 2)
     f.l3_end, f.l4_off = o + tot, o + f.ihl
     f.frag_later, f.frag_first = bool(frag & 0x1FFF), not frag & 0x1FFF and bool(frag & 0x2000)
+    if l3_only:
+        return _bad(f, "len") if tot < f.ihl or f.l3_end > len(b) else f
     if not f.frag_later:
         if not _ports(b, f, f.l4_off):
             return _bad(f)
@@ -196,13 +200,19 @@ def _ipv4(b: bytes, f: Frame) -> Frame:
     return f
 
 
-def _ipv6(b: bytes, f: Frame, max_ext: int) -> Frame:
+def _ipv6(b: bytes, f: Frame, max_ext: int, l3_only: bool = False) -> Frame:
     o = f.l3_off
     f.kind = "ipv6"
-    if o + 40 > len(b) or b[o] >> 4 != 6:
+    if o + 40 > len(b):
+        return _bad(f)
+    f.family = 6
+    if b[o] >> 4 != 6:
         return _bad(f)
     f.saddr, f.daddr = b[o + 8:o + 24], b[o + 24:o + 40]
     f.l3_end, f.l4_off, nxt = o + 40 + struct.unpack_from("!H", b, o + 4)[0], o + 40, b[o + 6]
+    if l3_only:
+        f.proto = nxt
+        return _bad(f, "len") if f.l3_end > len(b) else f
     for _ in range(max_ext):
         if nxt not in IPV6_EXT:
             break
