@@ -11,6 +11,13 @@ a sender holding no key can make grow or churn, through BPF_PROG_TEST_RUN
 - zkp-filter `authorized`, `used_challenges`: written only for a valid
   proof. Shown: a flood of HELLOs and forged PROOFs leaves both empty, and a
   legitimate client authorizes during it.
+- pki-validator `clients` (LRU, 4096): written for a CERT that verifies up
+  to an anchor and carries its source's challenge, so only addresses that
+  receive replies count; certificates are public, so such a sender needs
+  no key. Shown (the test knows the challenge key, so it plays thousands
+  of such addresses): an authorized client keeps its access, a client
+  that keeps exchanging completes, an idle half-done exchange is evicted
+  and must start again.
 The objects are set up by the fuzzing targets (tests/fuzz/), which hold the
 keys and build the valid frames."""
 
@@ -18,16 +25,18 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 
 import pytest
 
 from cryptbpf.programs.crypto_ratelimit import SPEC as RL_SPEC, client as pc, control as cr
+from cryptbpf.programs.pki_validator import SPEC as PKI_SPEC
 from cryptbpf.programs.zkp_filter import SPEC as ZKP_SPEC, client as zc
 
 from conftest import require_feature, require_root
 from fuzz import load_target
 from fuzz.engine import with_source
-from xdp_frames import XDP_PASS, XDP_TX, udp_frame
+from xdp_frames import XDP_DROP, XDP_PASS, XDP_TX, udp_frame
 
 LEGIT = "192.0.2.10"
 
@@ -127,3 +136,52 @@ def test_zkp_flood_of_hellos_and_forged_proofs_leaves_no_state(zkp):
     assert t.verdict(udp_frame(zc.proof_message(chal, t.verifier, LEGIT, 7), 7227, src=LEGIT)) == XDP_TX
     assert t.verdict(udp_frame(b"app", 2222, src=LEGIT)) == XDP_PASS
     assert _entries(t.obj, "authorized") == _entries(t.obj, "used_challenges") == 1
+
+
+@pytest.fixture
+def pki():
+    _require(PKI_SPEC)
+    with load_target("pki_validator") as t:
+        yield t
+
+
+def _pki_step(t, src: str, rng, restart: bool = False) -> int:
+    """The next message of src's exchange (tests/fuzz/pki_validator.py's
+    sender), through the program."""
+    return t.verdict(udp_frame(t.valid_for(src, rng, restart), 7443, src=src))
+
+
+@pytest.mark.host_only(reason="5000 certificate verifications in BPF: a long flood under emulation")
+def test_pki_clients_flood_from_receiving_addresses(pki):
+    t, rng = pki, random.Random(3)
+    size = t.obj.map("clients").max_entries
+    t.paths = [t.paths[0]]                      # intermediate + leaf: a two-step exchange
+    done, busy, idle = "192.0.2.1", "192.0.2.2", "192.0.2.3"
+    for _ in range(4):                          # HELLO, CA, leaf, PROOF
+        assert _pki_step(t, done, rng) == XDP_TX
+    for src in (busy, idle):
+        for _ in range(2):                      # HELLO, CA: half done
+            assert _pki_step(t, src, rng) == XDP_TX
+    # the flood: the intermediate's CERT from addresses that got their challenge
+    ca = t.paths[0][0].der
+    from cryptbpf.programs.zkp_filter.control import boot_ns
+    slot, nonce = boot_ns() // (30 * 10**9), bytes(16)
+    template = udp_frame(t.msg(3, slot, nonce, bytes(32), flags=1, body=ca), 7443)
+    flood, verdicts = size + size // 4, []
+    for i, src in enumerate(spoofed(flood, seed=4)):
+        f = bytearray(with_source(template, src))
+        f[42 + 28:42 + 60] = t.challenge(socket.inet_aton(src), slot, nonce)
+        verdicts.append(t.verdict(bytes(f)))
+        if i == flood // 2:                     # the busy client sends its leaf mid-flood
+            assert _pki_step(t, busy, rng) == XDP_TX
+    assert verdicts == [XDP_TX] * flood         # each one a verified chain step
+    assert _entries(t.obj, "clients") <= size
+    assert _pki_step(t, busy, rng) == XDP_TX                           # PROOF: authorized
+    app = lambda src: t.verdict(udp_frame(b"app", 2443, src=src))
+    assert app(done) == app(busy) == XDP_PASS
+    before = PKI_SPEC.stats(t.obj)["untrusted"]
+    assert _pki_step(t, idle, rng) == XDP_DROP                          # its CA step was evicted:
+    assert PKI_SPEC.stats(t.obj)["untrusted"] == before + 1             # the leaf has no issuer
+    for step in range(4):                                               # and it starts again
+        assert _pki_step(t, idle, rng, restart=step == 0) == XDP_TX
+    assert app(idle) == XDP_PASS

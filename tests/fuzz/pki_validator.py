@@ -94,20 +94,25 @@ class Target:
         src, r = rng.choice(self.sources), rng.random()
         if r < 0.15:
             return udp_frame(b"app", rng.choice((APP, APP, OPEN)), src=src)
+        return udp_frame(self.valid_for(src, rng, restart=r < 0.25), CTRL, src=src)
+
+    def valid_for(self, src: str, rng: random.Random, restart: bool = False) -> bytes:
+        """The payload of src's next message: HELLO, its CERTs, PROOF,
+        then HELLO again."""
         g = self.gen.get(src)
-        if g is None or g["i"] > len(g["path"]) or r < 0.25:
+        if g is None or g["i"] > len(g["path"]) or restart:
             slot, nonce = _boot_ns() // SLOT_NS, rng.randbytes(16)
             self.gen[src] = {"slot": slot, "nonce": nonce, "path": rng.choice(self.paths), "i": 0,
                              "chal": self.challenge(socket.inet_aton(src), slot, nonce)}
-            return udp_frame(self.msg(1, 0, nonce, bytes(32), body=bytes(4)), CTRL, src=src)
+            return self.msg(1, 0, nonce, bytes(32), body=bytes(4))
         c = (g["slot"], g["nonce"], g["chal"])
         i, g["i"] = g["i"], g["i"] + 1
         if i < len(g["path"]):
             flags = 2 if i == len(g["path"]) - 1 else 1
-            return udp_frame(self.msg(3, *c, flags=flags, body=g["path"][i].der), CTRL, src=src)
+            return self.msg(3, *c, flags=flags, body=g["path"][i].der)
         digest = hashlib.sha256(POP_CONTEXT + struct.pack(">I", c[0]) + c[1] + c[2] +
                                 socket.inet_aton(src)).digest()
-        return udp_frame(self.msg(4, *c, body=pop_signature(g["path"][-1].key, digest)), CTRL, src=src)
+        return self.msg(4, *c, body=pop_signature(g["path"][-1].key, digest))
 
     # ---- the model
     def expect(self, frame: bytes):
