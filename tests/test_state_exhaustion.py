@@ -18,6 +18,10 @@ a sender holding no key can make grow or churn, through BPF_PROG_TEST_RUN
   of such addresses): an authorized client keeps its access, a client
   that keeps exchanging completes, an idle half-done exchange is evicted
   and must start again.
+- encrypted-tunnel replay windows: moved only after the AEAD tag under the
+  peer's key verified. Shown: forged tunnel packets from the peer's address
+  with counters far ahead leave the window where it was, and the peer's
+  genuine packets still open.
 The objects are set up by the fuzzing targets (tests/fuzz/), which hold the
 keys and build the valid frames."""
 
@@ -185,3 +189,26 @@ def test_pki_clients_flood_from_receiving_addresses(pki):
     for step in range(4):                                               # and it starts again
         assert _pki_step(t, idle, rng, restart=step == 0) == XDP_TX
     assert app(idle) == XDP_PASS
+
+
+def test_tunnel_forged_flood_does_not_move_the_replay_window(load_object):
+    from scapy.layers.inet import ICMP, IP
+
+    from cryptbpf.programs.encrypted_tunnel import control as ct, wire
+    from test_encrypted_tunnel import A, B, TC_OK, TC_SHOT, ingress, py_seal, require_suite
+    require_root()
+    require_suite(wire.CHACHA)
+    obj = load_object("encrypted_tunnel")
+    obj.secret, obj.suite = random.Random(5).randbytes(32), wire.CHACHA
+    peer = ct.add_peer(obj, B, A, obj.secret, wire.CHACHA)
+    pkt = bytes(IP(src=B, dst=A) / ICMP() / b"genuine")
+    assert ingress(obj, py_seal(obj, pkt, 7)).retval == TC_OK
+    top = ct.rx_state(obj, peer)[0]["top"]
+    forged, rng, flood = bytearray(py_seal(obj, pkt, 8)), random.Random(6), 20_000
+    for _ in range(flood):                      # counters up to 2^63 ahead, tags that cannot match
+        forged[24:32] = rng.getrandbits(63).to_bytes(8, "big")
+        assert ingress(obj, bytes(forged)).retval == TC_SHOT
+    st = ct.peer_stats(obj, peer.index)
+    assert st["auth_failed"] == flood and st["rx_packets"] == 1
+    assert ct.rx_state(obj, peer)[0]["top"] == top            # the window did not move
+    assert ingress(obj, py_seal(obj, pkt, 9)).retval == TC_OK  # the peer carries on
