@@ -46,6 +46,19 @@ class Disagreement:
                 f"{self.frame.hex()}")
 
 
+def icmp_error_rule(f, port: int, authorized) -> tuple[int, dict]:
+    """zkp-filter's and pki-validator's rule for ICMP errors
+    (docs/fail_closed.md): one quoting a flow of the guarded port whose
+    remote end is not an authorized IPv4 source (`authorized(addr)`) is
+    dropped (icmp_error); every other one passes."""
+    q = f.quoted
+    if q.get("proto") not in (6, 17) or q["port"] != port:
+        return XDP_PASS, {}
+    if f.kind == "ipv4" and authorized(q["peer"]):
+        return XDP_PASS, {}
+    return XDP_DROP, {"icmp_error": 1}
+
+
 def random_ipv4(rng: random.Random) -> str:
     return f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 

@@ -21,14 +21,14 @@ import struct
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from cryptbpf.programs.pki_validator import SPEC, ca, control as admin
 from cryptbpf.programs.pki_validator.client import POP_CONTEXT, pop_signature
 
-from fuzz.engine import XDP_DROP, XDP_PASS, XDP_TX, random_ipv4
-from fuzz.frames import TCP, UDP, classify
+from fuzz.engine import XDP_DROP, XDP_PASS, XDP_TX, icmp_error_rule, random_ipv4
+from fuzz.frames import UDP, classify
 from xdp_frames import udp_frame
 
 CTRL, APP, OPEN = 7443, 2443, 2444
@@ -45,8 +45,7 @@ def _boot_ns() -> int:
 class _Cert:
     def __init__(self, issued, issuer_key):
         c = issued.cert
-        self.der = issued.cert.public_bytes(__import__("cryptography.hazmat.primitives.serialization",
-                                                       fromlist=["Encoding"]).Encoding.DER)
+        self.der = c.public_bytes(serialization.Encoding.DER)
         self.key, self.issuer_key = issued.key, issuer_key
         self.subject, self.issuer = c.subject, c.issuer
         bc = c.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -122,12 +121,7 @@ class Target:
         if f.kind == "not_ip":
             return XDP_PASS, {}
         if f.icmp_err:
-            q = f.quoted
-            if q.get("proto") not in (TCP, UDP) or q["port"] != APP:
-                return XDP_PASS, {}
-            if f.kind == "ipv4" and q["peer"] in self.authorized:
-                return XDP_PASS, {}
-            return XDP_DROP, {"icmp_error": 1}
+            return icmp_error_rule(f, APP, self.authorized.__contains__)
         if f.dport is None:
             return XDP_PASS, {}
         if f.kind == "ipv6":

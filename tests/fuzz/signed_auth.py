@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import struct
-import time
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 import random
-import time
 
 from cryptbpf.programs.zkp_filter import SPEC, client as zc, control as zf
 
-from fuzz.engine import XDP_DROP, XDP_PASS, XDP_TX, random_ipv4
-from fuzz.frames import TCP, UDP, classify
+from fuzz.engine import XDP_DROP, XDP_PASS, XDP_TX, icmp_error_rule, random_ipv4
+from fuzz.frames import UDP, classify
 from xdp_frames import tcp_frame, udp_frame
 
 CTRL, PROTECTED, OPEN = 7227, 2222, 8080
@@ -64,12 +63,7 @@ class Target:
         if f.kind == "not_ip":
             return XDP_PASS, {}
         if f.icmp_err:
-            q = f.quoted
-            if q.get("proto") not in (TCP, UDP) or q["port"] != PROTECTED:
-                return XDP_PASS, {}
-            if f.kind == "ipv4" and self._auth_ok(q["peer"], now):
-                return XDP_PASS, {}
-            return XDP_DROP, {"icmp_error": 1}
+            return icmp_error_rule(f, PROTECTED, lambda a: self._auth_ok(a, now))
         if f.dport is None:
             return XDP_PASS, {}
         if f.kind == "ipv4" and f.proto == UDP and f.dport == CTRL:
