@@ -128,6 +128,8 @@ def load(spec: ProgramSpec, device: str | None, knobs: dict[str, int] | None = N
     if dkey in state["devices"]:
         raise CryptbpfError(f"{spec.name} is already loaded on {dkey}")
     fresh = not state["devices"]
+    if fresh and spec.key_sizes and key is None:
+        raise CryptbpfError(f"{spec.name} needs a key (--key-file)")
     if not fresh and (knobs or key):
         raise CryptbpfError(f"{spec.name} is already loaded (on {', '.join(state['devices'])}); "
                             "settings and key of that load apply: attach without --set/--key-file")
@@ -283,8 +285,6 @@ def _instance(spec: ProgramSpec, fresh: bool, knobs, key, options):
         with pins.Pinned(spec.name) as h:
             yield h
         return
-    if spec.key_sizes and key is None:
-        raise CryptbpfError(f"{spec.name} needs a key (--key-file)")
     with BpfObject.open(str(bpf_object(spec.object))) as obj:
         spec.configure(obj, knobs or {})
         obj.load()
