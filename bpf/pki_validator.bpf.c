@@ -325,6 +325,10 @@ static __noinline int pki_cert_prepare(struct pki_scratch *s, __be32 saddr)
 		return PKI_R_MALFORMED;
 	if (r != X509_OK)
 		return PKI_R_UNSUPPORTED;
+	/* RFC 5280 4.2.1.1: every certificate a CA issues names its issuer's
+	 * key; only a self-signed one (an anchor: never sent) may omit it */
+	if (!c->has_aki)
+		return PKI_R_MALFORMED;
 	if (x509_hash(&s->x) || pki_now(s))
 		return PKI_R_ERRORS;
 	__builtin_memcpy(s->digest, c->tbs_digest, sizeof(s->digest));
@@ -371,9 +375,12 @@ static __noinline int pki_cert_finish(struct pki_scratch *s, __be32 saddr, __u32
 		return PKI_R_UNTRUSTED;		/* chain longer than we keep */
 
 	if (flags == PKI_CERT_CA) {
-		/* it will issue the next certificate: CA flag, keyCertSign,
-		 * and room under the path length constraints above it */
-		if (!c->is_ca || st->path_left == 0 ||
+		/* it will issue the next certificate: CA flag in a critical
+		 * basicConstraints (4.2.1.9), keyCertSign, a subject key id
+		 * (4.2.1.2) and a subject Name (4.1.2.6), and room under the
+		 * path length constraints above it */
+		if (!c->is_ca || !c->bc_critical || !c->has_ski ||
+		    c->subject_total <= 2 || st->path_left == 0 ||
 		    (c->has_key_usage && !(c->key_usage & X509_KU_KEY_CERT_SIGN)))
 			return PKI_R_NOT_CA;
 		st->path_left = st->path_left - 1 < c->path_len ?
@@ -382,7 +389,12 @@ static __noinline int pki_cert_finish(struct pki_scratch *s, __be32 saddr, __u32
 		__builtin_memcpy(st->issuer_name, c->subject_hash, PKI_NAME_HASH_LEN);
 		__builtin_memcpy(st->issuer_key, c->pubkey, PKI_PUBKEY_LEN);
 	} else {
-		if (c->has_key_usage && !(c->key_usage & X509_KU_DIGITAL_SIGNATURE))
+		/* the leaf signs the proof, and is not a CA: a cA=TRUE
+		 * certificate or keyCertSign (4.2.1.3: only with cA) is no
+		 * end-entity certificate */
+		if (c->is_ca ||
+		    (c->has_key_usage && !(c->key_usage & X509_KU_DIGITAL_SIGNATURE)) ||
+		    (c->has_key_usage && (c->key_usage & X509_KU_KEY_CERT_SIGN)))
 			return PKI_R_BAD_USAGE;
 		st->have_leaf = 1;
 		__builtin_memcpy(st->leaf_key, c->pubkey, PKI_PUBKEY_LEN);

@@ -191,13 +191,17 @@ struct pki_validator_stats {
 	__u64 revoked;         /* a serial of the chain is revoked */
 	__u64 untrusted;       /* issuer neither an anchor nor the previous CA cert */
 	__u64 bad_signature;   /* certificate signature does not verify */
-	__u64 not_ca;          /* issuer without CA flag / keyCertSign / path length */
-	__u64 malformed;       /* DER or message that does not parse */
+	__u64 not_ca;          /* CA certificate without cA in a critical basicConstraints,
+	                        * keyCertSign, subject key id or subject; path length */
+	__u64 malformed;       /* DER or message that does not parse; RFC 5280 profile
+	                        * violations (duplicate extension, critical AKI/SKI/AIA,
+	                        * no AKI, serial not positive, empty issuer) */
 	__u64 no_pop;          /* proof of possession missing or wrong */
 	__u64 bad_challenge;   /* challenge forged, for another address, or stale */
 	__u64 replay;          /* challenge already used for an authorization */
 	__u64 unsupported;     /* not ECDSA P-256/SHA-256, unknown critical ext. */
-	__u64 bad_usage;       /* leaf keyUsage without digitalSignature */
+	__u64 bad_usage;       /* leaf: keyUsage without digitalSignature or with
+	                        * keyCertSign, or cA TRUE */
 	__u64 lost_auth;       /* authorizations dropped: revoked or expired */
 	__u64 errors;          /* internal: helper or map failure */
 	__u64 unparsed;        /* any port: frame not classified (more VLAN tags or IPv6

@@ -17,8 +17,14 @@
  * 3, signature algorithm ecdsa-with-SHA256 (RFC 5758: no parameters) in both
  * places, subject key id-ecPublicKey on prime256v1 as an uncompressed point.
  * An unknown extension marked critical is unsupported (RFC 5280 4.2: it must
- * be rejected); basicConstraints and keyUsage are understood; duplicates of
- * those are malformed. Everything the grammar does not allow -- wrong tags,
+ * be rejected). Understood: basicConstraints, keyUsage, and (structure and
+ * criticality only, RFC 5280 4.2.1.1/2 and 4.2.2.1: they MUST be
+ * non-critical) authorityKeyIdentifier, subjectKeyIdentifier and
+ * authorityInfoAccess; their presence is reported (has_aki, has_ski,
+ * bc_critical) for the caller's role checks. Profile violations are
+ * malformed: any extension twice (RFC 5280 4.2), a critical AKI/SKI/AIA, a
+ * pathLenConstraint without cA, a serial number that is not positive
+ * (4.1.2.2), an empty issuer Name (4.1.2.4). Everything the grammar does not allow -- wrong tags,
  * lengths past their parent, trailing bytes, non-minimal INTEGERs, BOOLEANs
  * other than 0xff, bad dates -- is malformed. Issuer/subject unique IDs are
  * skipped; a Name's attributes are not interpreted (Names are compared by
@@ -40,6 +46,9 @@
 #define X509_UNSUPPORTED 2
 
 #define X509_MAX_EXTS    24
+#define X509_EXT_SLOTS   32      /* X509_MAX_EXTS rounded up to a power of 2 */
+#define X509_OID_FP_BYTES 32     /* OID octets an extension fingerprint covers */
+#define X509_MAX_AIA     16      /* AccessDescriptions in one authorityInfoAccess */
 #define X509_MAX_ATVS    32      /* attributes in one Name */
 #define X509_SERIAL_MAX  20      /* RFC 5280 4.1.2.2 */
 #define X509_PUBKEY_LEN  65
@@ -59,6 +68,8 @@ struct x509_cert {
 	__u32 path_len;                    /* X509_PATHLEN_NONE if absent */
 	__u32 has_key_usage;
 	__u32 key_usage;                   /* X509_KU_* bits */
+	__u32 bc_critical;                 /* basicConstraints marked critical */
+	__u32 has_aki, has_ski;            /* authority/subject key identifier */
 	__u8  pubkey[X509_PUBKEY_LEN + 7]; /* 0x04 || X || Y */
 	__u8  sig[64];                     /* r || s */
 	__u8  tbs_digest[32];
@@ -68,14 +79,18 @@ struct x509_cert {
 
 /* TLV slots of the parse, in map memory (see der.bpf.h for why) */
 enum { X509_T_CERT, X509_T_TBS, X509_T_CUR, X509_T_AUX, X509_T_EXT, X509_T_OID,
-       X509_T_VAL, X509_T_IN, X509_T_RDN, X509_T_SLOTS };
+       X509_T_VAL, X509_T_IN, X509_T_RDN, X509_T_AD, X509_T_SLOTS };
 
 struct x509_scratch {
 	__u8  der[DER_BUF_SIZE];
 	__u32 len;
 	__u32 ext_pos, ext_end;           /* extension walk */
-	__u32 ext_seen;
+	__u32 ext_count;
 	__s32 ext_err;
+	__u64 ext_fp[X509_EXT_SLOTS];     /* fingerprints of the OIDs seen */
+	__u32 aia_pos, aia_end;           /* authorityInfoAccess walk */
+	__s32 aia_err;
+	__u32 _pad;
 	__u32 name_pos, name_end;         /* Name walk */
 	__s32 name_err;
 	struct der_tlv t[X509_T_SLOTS];
@@ -98,6 +113,10 @@ static const __u8 x509_spki_p256[26] = {
 static const __u8 x509_v3[5] = { 0xa0, 0x03, 0x02, 0x01, 0x02 };
 static const __u8 x509_oid_basic_constraints[5] = { 0x06, 0x03, 0x55, 0x1d, 0x13 };
 static const __u8 x509_oid_key_usage[5] = { 0x06, 0x03, 0x55, 0x1d, 0x0f };
+static const __u8 x509_oid_ski[5] = { 0x06, 0x03, 0x55, 0x1d, 0x0e };
+static const __u8 x509_oid_aki[5] = { 0x06, 0x03, 0x55, 0x1d, 0x23 };
+/* 1.3.6.1.5.5.7.1.1 id-pe-authorityInfoAccess */
+static const __u8 x509_oid_aia[10] = { 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x01 };
 
 /* basicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE,
  *                                 pathLenConstraint INTEGER (0..MAX) OPTIONAL } */
@@ -118,7 +137,9 @@ static __always_inline int x509_basic_constraints(struct x509_scratch *s)
 		s->c.is_ca = 1;
 	}
 	if (der_peek(buf, t->end, bc->end) == DER_INTEGER) {
-		if (der_read(buf, t->end, bc->end, DER_INTEGER, t) || t->len == 0)
+		/* RFC 5280 4.2.1.9: no pathLenConstraint unless cA is asserted */
+		if (!s->c.is_ca ||
+		    der_read(buf, t->end, bc->end, DER_INTEGER, t) || t->len == 0)
 			return -1;
 		b0 = der_byte(buf, t->off);
 		b1 = der_byte(buf, t->off + 1);
@@ -151,6 +172,139 @@ static __always_inline int x509_key_usage(struct x509_scratch *s)
 	return 0;
 }
 
+/* SubjectKeyIdentifier ::= OCTET STRING (non-empty) */
+static __always_inline int x509_ski(struct x509_scratch *s)
+{
+	struct der_tlv *val = &s->t[X509_T_VAL], *t = &s->t[X509_T_IN];
+
+	if (der_read(s->der, val->off, val->end, DER_OCTET_STR, t) ||
+	    t->end != val->end || t->len == 0)
+		return -1;
+	s->c.has_ski = 1;
+	return 0;
+}
+
+/* AuthorityKeyIdentifier ::= SEQUENCE {
+ *     keyIdentifier             [0] IMPLICIT OCTET STRING OPTIONAL,
+ *     authorityCertIssuer       [1] IMPLICIT GeneralNames OPTIONAL,
+ *     authorityCertSerialNumber [2] IMPLICIT INTEGER OPTIONAL }
+ * in order, filling the value. 4.2.1.1: keyIdentifier MUST be there; one
+ * without it counts as no AKI. (The fields are not used otherwise: issuers
+ * are found by Name and confirmed by the signature.) */
+static __always_inline int x509_aki(struct x509_scratch *s)
+{
+	const __u8 *buf = s->der;
+	struct der_tlv *val = &s->t[X509_T_VAL], *seq = &s->t[X509_T_IN],
+		       *t = &s->t[X509_T_AD];
+	__u32 has_kid = 0;
+
+	if (der_read(buf, val->off, val->end, DER_SEQUENCE, seq) || seq->end != val->end)
+		return -1;
+	t->end = seq->off;
+	if (der_peek(buf, t->end, seq->end) == 0x80) {
+		if (der_read(buf, t->end, seq->end, 0x80, t) || t->len == 0)
+			return -1;
+		has_kid = 1;
+	}
+	if (der_peek(buf, t->end, seq->end) == 0xa1 &&
+	    (der_read(buf, t->end, seq->end, 0xa1, t) || t->len == 0))
+		return -1;
+	if (der_peek(buf, t->end, seq->end) == 0x82 &&
+	    (der_read(buf, t->end, seq->end, 0x82, t) || t->len == 0))
+		return -1;
+	if (t->end != seq->end)
+		return -1;
+	s->c.has_aki = has_kid;
+	return 0;
+}
+
+/* GeneralName tags: [0] otherName, [3] x400Address, [4] directoryName,
+ * [5] ediPartyName constructed; [1] rfc822Name, [2] dNSName, [6] URI,
+ * [7] iPAddress, [8] registeredID primitive */
+static __always_inline int x509_general_name_tag(int tag)
+{
+	return tag == 0xa0 || tag == 0xa3 || tag == 0xa4 || tag == 0xa5 ||
+	       tag == 0x81 || tag == 0x82 || tag == 0x86 || tag == 0x87 || tag == 0x88;
+}
+
+/* AccessDescription ::= SEQUENCE { accessMethod OID, accessLocation GeneralName },
+ * one per bpf_loop() iteration */
+static long x509_aia_cb(__u64 i, void *ctx)
+{
+	struct x509_scratch *s = *(struct x509_scratch **)ctx;
+	const __u8 *buf = s->der;
+	struct der_tlv *ad = &s->t[X509_T_AD], *t = &s->t[X509_T_AUX];
+	int tag;
+
+	if (s->aia_pos >= s->aia_end)
+		return 1;
+	if (der_read(buf, s->aia_pos, s->aia_end, DER_SEQUENCE, ad) ||
+	    der_read(buf, ad->off, ad->end, DER_OID, t) || t->len == 0)
+		goto malformed;
+	tag = der_peek(buf, t->end, ad->end);
+	if (!x509_general_name_tag(tag) ||
+	    der_read(buf, t->end, ad->end, tag, t) || t->end != ad->end)
+		goto malformed;
+	s->aia_pos = ad->end;
+	return 0;
+malformed:
+	s->aia_err = 1;
+	return 1;
+}
+
+/* AuthorityInfoAccessSyntax ::= SEQUENCE SIZE (1..MAX) OF AccessDescription.
+ * Not used (cryptbpf fetches nothing), but a broken one is a broken
+ * certificate. 0, -1 malformed, or X509_UNSUPPORTED (too many entries). */
+static __always_inline int x509_aia(struct x509_scratch *s)
+{
+	struct der_tlv *val = &s->t[X509_T_VAL], *seq = &s->t[X509_T_IN];
+
+	if (der_read(s->der, val->off, val->end, DER_SEQUENCE, seq) ||
+	    seq->end != val->end || seq->len == 0)
+		return -1;
+	s->aia_pos = seq->off;
+	s->aia_end = seq->end;
+	s->aia_err = 0;
+	bpf_loop(X509_MAX_AIA, x509_aia_cb, &s, 0);
+	if (s->aia_err)
+		return -1;
+	return s->aia_pos == s->aia_end ? 0 : X509_UNSUPPORTED;
+}
+
+/* A fingerprint of an extension's OID (its length and first
+ * X509_OID_FP_BYTES content octets): equal OIDs always give equal
+ * fingerprints, so no duplicate goes unnoticed; two different OIDs that
+ * collide are refused as duplicates (fail closed, never an accept).
+ * Branch-free: bytes past the OID are masked to 0. */
+static __always_inline __u64 x509_oid_fp(const __u8 *buf, const struct der_tlv *oid)
+{
+	__u64 h = 0xcbf29ce484222325ULL ^ oid->len;	/* FNV-1a basis */
+
+#pragma clang loop unroll(full)
+	for (__s32 i = 0; i < X509_OID_FP_BYTES; i++) {
+		__u32 keep = (__u32)((i - (__s32)oid->len) >> 31);	/* ~0 while i < len */
+
+		h ^= der_byte(buf, oid->off + i) & keep;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+/* Was this OID seen before in the certificate? Records it otherwise. */
+static __always_inline int x509_ext_duplicate(struct x509_scratch *s, __u64 fp)
+{
+	__u32 n = s->ext_count;
+	int dup = 0;
+
+#pragma clang loop unroll(full)
+	for (__u32 j = 0; j < X509_MAX_EXTS; j++)
+		if (j < n && s->ext_fp[j] == fp)
+			dup = 1;
+	s->ext_fp[n & (X509_EXT_SLOTS - 1)] = fp;
+	s->ext_count = n + 1;
+	return dup;
+}
+
 /* Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE,
  *                          extnValue OCTET STRING }
  * One per bpf_loop() iteration; ctx is the scratch pointer. */
@@ -161,6 +315,7 @@ static long x509_ext_cb(__u64 i, void *ctx)
 	struct der_tlv *ext = &s->t[X509_T_EXT], *oid = &s->t[X509_T_OID],
 		       *t = &s->t[X509_T_AUX], *val = &s->t[X509_T_VAL];
 	__u32 critical = 0;
+	int r;
 
 	if (s->ext_pos >= s->ext_end)
 		return 1;
@@ -175,14 +330,35 @@ static long x509_ext_cb(__u64 i, void *ctx)
 	}
 	if (der_read(buf, t->end, ext->end, DER_OCTET_STR, val) || val->end != ext->end)
 		goto malformed;
+	/* RFC 5280 4.2: at most one instance of any extension */
+	if (x509_ext_duplicate(s, x509_oid_fp(buf, oid)))
+		goto malformed;
 	if (der_is(buf, oid, x509_oid_basic_constraints, sizeof(x509_oid_basic_constraints))) {
-		if ((s->ext_seen & 1) || x509_basic_constraints(s))
+		if (x509_basic_constraints(s))
 			goto malformed;
-		s->ext_seen |= 1;
+		s->c.bc_critical = critical;
 	} else if (der_is(buf, oid, x509_oid_key_usage, sizeof(x509_oid_key_usage))) {
-		if ((s->ext_seen & 2) || x509_key_usage(s))
+		if (x509_key_usage(s))
 			goto malformed;
-		s->ext_seen |= 2;
+	} else if (der_is(buf, oid, x509_oid_ski, sizeof(x509_oid_ski))) {
+		/* 4.2.1.2: MUST be non-critical */
+		if (critical || x509_ski(s))
+			goto malformed;
+	} else if (der_is(buf, oid, x509_oid_aki, sizeof(x509_oid_aki))) {
+		/* 4.2.1.1: MUST be non-critical */
+		if (critical || x509_aki(s))
+			goto malformed;
+	} else if (der_is(buf, oid, x509_oid_aia, sizeof(x509_oid_aia))) {
+		/* 4.2.2.1: MUST be non-critical */
+		if (critical)
+			goto malformed;
+		r = x509_aia(s);
+		if (r < 0)
+			goto malformed;
+		if (r) {
+			s->ext_err = X509_UNSUPPORTED;
+			return 1;
+		}
 	} else if (critical) {
 		s->ext_err = X509_UNSUPPORTED;
 		return 1;
@@ -296,7 +472,7 @@ static __always_inline int x509_extensions(struct x509_scratch *s)
 		return X509_MALFORMED;
 	s->ext_pos = seq->off;
 	s->ext_end = seq->end;
-	s->ext_seen = 0;
+	s->ext_count = 0;
 	s->ext_err = 0;
 	bpf_loop(X509_MAX_EXTS, x509_ext_cb, &s, 0);
 	if (s->ext_err)
@@ -347,13 +523,14 @@ static __noinline int x509_parse(struct x509_scratch *s)
 	if (!der_is(buf, cur, x509_v3, sizeof(x509_v3)))
 		return X509_UNSUPPORTED;
 
-	/* serialNumber: minimal, at most 20 octets */
+	/* serialNumber: minimal, at most 20 octets, positive (4.1.2.2) */
 	if (der_read(buf, cur->end, tbs->end, DER_INTEGER, cur) ||
 	    cur->len == 0 || cur->len > X509_SERIAL_MAX)
 		return X509_MALFORMED;
 	if (cur->len > 1 && der_byte(buf, cur->off) == 0 && !(der_byte(buf, cur->off + 1) & 0x80))
 		return X509_MALFORMED;
-	if (cur->len > 1 && der_byte(buf, cur->off) == 0xff && (der_byte(buf, cur->off + 1) & 0x80))
+	if ((der_byte(buf, cur->off) & 0x80) ||			/* negative */
+	    (cur->len == 1 && der_byte(buf, cur->off) == 0))	/* zero */
 		return X509_MALFORMED;
 	c->serial_off = cur->off;
 	c->serial_len = cur->len;
@@ -364,8 +541,9 @@ static __noinline int x509_parse(struct x509_scratch *s)
 	if (!der_is(buf, cur, x509_alg_ecdsa_sha256, sizeof(x509_alg_ecdsa_sha256)))
 		return x509_algid_class(s, cur);
 
-	/* issuer */
-	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur) || !x509_name_ok(s, cur))
+	/* issuer: a non-empty Name (4.1.2.4) */
+	if (der_read(buf, cur->end, tbs->end, DER_SEQUENCE, cur) || cur->len == 0 ||
+	    !x509_name_ok(s, cur))
 		return X509_MALFORMED;
 	c->issuer_start = cur->start;
 	c->issuer_total = cur->end - cur->start;
