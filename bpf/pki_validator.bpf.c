@@ -41,6 +41,7 @@ char LICENSE[] SEC("license") = "GPL";
 _Static_assert(PKI_CERT_MAX <= DER_MAX_INPUT, "certificate buffer");
 _Static_assert(PKI_PATHLEN_NONE == X509_PATHLEN_NONE, "path length");
 _Static_assert(PKI_SERIAL_MAX == X509_SERIAL_MAX, "serial length");
+_Static_assert((PKI_MAX_CERTS & (PKI_MAX_CERTS - 1)) == 0, "chain index mask");
 _Static_assert(sizeof(struct pki_validator_stats) == PKI_R_COUNT * 8, "stats");
 _Static_assert(sizeof(struct pki_msg) == PKI_MSG_LEN, "wire format");
 _Static_assert(PKI_NONCE_LEN == CHALLENGE_NONCE_LEN, "nonce");
@@ -88,6 +89,18 @@ struct {
 	__type(key, struct pki_serial_ref);
 	__type(value, __u8);
 } revoked SEC(".maps");
+
+/* SHA-256(issuer Name DER) of each CA whose CRL `pki revoke --crl` refused
+ * (no CRL number, bad signature, ...): its revocation status is unknown, so
+ * every certificate it issued is treated as revoked until a valid CRL of
+ * it is loaded (fail closed) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u8[PKI_NAME_HASH_LEN]);
+	__type(value, __u8);
+} crl_invalid SEC(".maps");
 
 /* exchanges in progress, by client IPv4 */
 struct {
@@ -258,7 +271,9 @@ static __always_inline void pki_make_ref(struct pki_scratch *s)
 			s->ref.serial[i] = der_byte(s->x.der, c->serial_off + i);
 }
 
-/* Is any certificate of the chain revoked, or its anchor no longer trusted? */
+/* Is any certificate of the chain revoked (or its issuer's CRL refused),
+ * or its anchor no longer trusted? (A pki_serial_ref starts with the issuer
+ * hash, crl_invalid's key.) */
 static __always_inline int pki_chain_revoked(const __u8 *anchor,
 					     const struct pki_serial_ref *chain,
 					     __u32 n)
@@ -267,7 +282,8 @@ static __always_inline int pki_chain_revoked(const __u8 *anchor,
 		return PKI_R_UNTRUSTED;
 #pragma clang loop unroll(full)
 	for (__u32 i = 0; i < PKI_MAX_CERTS; i++)
-		if (i < n && bpf_map_lookup_elem(&revoked, &chain[i]))
+		if (i < n && (bpf_map_lookup_elem(&revoked, &chain[i]) ||
+			      bpf_map_lookup_elem(&crl_invalid, chain[i].issuer)))
 			return PKI_R_REVOKED;
 	return 0;
 }
@@ -369,7 +385,8 @@ static __noinline int pki_cert_finish(struct pki_scratch *s, __be32 saddr, __u32
 	if (r)
 		return r;
 	pki_make_ref(s);
-	if (bpf_map_lookup_elem(&revoked, &s->ref))
+	if (bpf_map_lookup_elem(&revoked, &s->ref) ||
+	    bpf_map_lookup_elem(&crl_invalid, s->ref.issuer))
 		return PKI_R_REVOKED;
 	if (st->ncerts >= PKI_MAX_CERTS)
 		return PKI_R_UNTRUSTED;		/* chain longer than we keep */
@@ -380,11 +397,18 @@ static __noinline int pki_cert_finish(struct pki_scratch *s, __be32 saddr, __u32
 		 * (4.2.1.2) and a subject Name (4.1.2.6), and room under the
 		 * path length constraints above it */
 		if (!c->is_ca || !c->bc_critical || !c->has_ski ||
-		    c->subject_total <= 2 || st->path_left == 0 ||
+		    c->subject_total <= 2 ||
 		    (c->has_key_usage && !(c->key_usage & X509_KU_KEY_CERT_SIGN)))
 			return PKI_R_NOT_CA;
-		st->path_left = st->path_left - 1 < c->path_len ?
-				st->path_left - 1 : c->path_len;
+		/* RFC 5280 6.1.4 (l), (m): a self-issued certificate (a key
+		 * rollover: issuer Name = subject Name) does not count */
+		if (!ct_memeq(c->issuer_hash, c->subject_hash, PKI_NAME_HASH_LEN)) {
+			if (st->path_left == 0)
+				return PKI_R_NOT_CA;
+			st->path_left--;
+		}
+		if (c->path_len < st->path_left)
+			st->path_left = c->path_len;
 		st->have_issuer = 1;
 		__builtin_memcpy(st->issuer_name, c->subject_hash, PKI_NAME_HASH_LEN);
 		__builtin_memcpy(st->issuer_key, c->pubkey, PKI_PUBKEY_LEN);

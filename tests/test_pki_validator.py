@@ -34,6 +34,7 @@ from cryptbpf.bpf.object import BpfObject
 from cryptbpf.paths import bpf_object
 from cryptbpf.programs.pki_validator import control as admin, ca, der, client as peer
 from cryptbpf.programs.pki_validator import SPEC, control as pv
+from cryptbpf.programs.pki_validator.verify import RunPeer
 from xdp_frames import XDP_DROP, XDP_PASS, XDP_TX, udp_frame
 
 APP_PORT = 5000
@@ -452,26 +453,6 @@ def test_cli_end_to_end(pki, tmp_path):
 
 
 # ------------------------------------------------- DER fuzzing (test_run)
-
-class RunPeer(peer.Peer):
-    """The client protocol over BPF_PROG_TEST_RUN frames."""
-
-    def __init__(self, prog, src: str = "10.9.0.1"):
-        self.L, self.prog, self.local_ip = L, prog, src
-        self.host, self.port, self.challenge, self.sent = "test_run", CTRL, None, []
-        self.last = None
-
-    def _exchange(self, payload, what):
-        self.sent.append(payload)
-        r = self.prog.test_run(data=udp_frame(payload, CTRL, src=self.local_ip))
-        self.last = r.retval
-        if r.retval != XDP_TX:
-            raise peer.Rejected(what)
-        data = r.data[42:]
-        m = L.unpack("struct pki_msg", data)
-        m["body"] = data[L.const("PKI_MSG_LEN"):]
-        return m
-
 
 @pytest.fixture(scope="module")
 def bench_obj(pki):

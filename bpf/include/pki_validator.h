@@ -66,7 +66,7 @@
 #define PKI_ACK_LEN        68   /* pki_msg + __be64 authorized-until */
 #define PKI_SIG_LEN        64   /* PROOF: r || s, 32 bytes each */
 #define PKI_CERT_MAX       1400 /* largest DER certificate in one CERT */
-#define PKI_MAX_CERTS      4    /* certificates per exchange (CA ones + leaf) */
+#define PKI_MAX_CERTS      8    /* certificates per exchange (CA ones + leaf); a power of 2 */
 #define PKI_SERIAL_MAX     20   /* RFC 5280 4.1.2.2: at most 20 octets */
 #define PKI_NAME_HASH_LEN  32   /* SHA-256 of a Name's DER */
 #define PKI_PUBKEY_LEN     65   /* 0x04 || X || Y */
@@ -188,7 +188,8 @@ struct pki_validator_stats {
 	__u64 denied;          /* protected-port packets dropped: not authorized */
 	__u64 expired;         /* certificate (or anchor) past notAfter */
 	__u64 not_yet_valid;   /* before notBefore */
-	__u64 revoked;         /* a serial of the chain is revoked */
+	__u64 revoked;         /* a serial of the chain is revoked, or its issuer's
+	                        * CRL was refused (map crl_invalid) */
 	__u64 untrusted;       /* issuer neither an anchor nor the previous CA cert */
 	__u64 bad_signature;   /* certificate signature does not verify */
 	__u64 not_ca;          /* CA certificate without cA in a critical basicConstraints,

@@ -4,6 +4,7 @@ revocation, the client's connect and a demo CA."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -74,23 +75,65 @@ def revoke_cmd(serial: tuple[str, ...], issuer: Optional[Path], crl: Optional[Pa
 @argument("host", metavar="HOST", help="The server (IPv4 address or name).")
 @argument("port", type=int, default=7443, metavar="[PORT]", help="The server's control port.")
 @click.option("--cert", type=PATH, required=True, metavar="FILE", help="Leaf certificate (PEM/DER).")
-@click.option("--chain", type=PATH, metavar="FILE", help="Intermediate CA certificates (PEM).")
+@click.option("--chain", type=PATH, metavar="FILE", help="Intermediate CA certificates (PEM), any order.")
+@click.option("--trust", type=PATH, multiple=True, metavar="FILE",
+              help="The server's trust anchor(s): the chain stops at them (repeatable).")
 @click.option("--key", type=PATH, required=True, metavar="FILE", help="Leaf private key (PEM, mode 0600).")
 @click.option("--timeout", type=float, default=2.0, metavar="SECONDS", help="Seconds to wait for each answer.")
 @netns_option("Network namespace to connect from.")
-def connect_cmd(host: str, port: int, cert: Path, chain: Optional[Path], key: Path, timeout: float,
-                netns: Optional[str]):
-    """Authenticate this host to a pki-validator server (the peer side)."""
+def connect_cmd(host: str, port: int, cert: Path, chain: Optional[Path], trust: tuple[Path, ...],
+                key: Path, timeout: float, netns: Optional[str]):
+    """Authenticate this host to a pki-validator server (the peer side).
+    The CA certificates sent are a path from the leaf to a trust anchor,
+    built from --chain (see `cryptbpf pki verify`)."""
     import datetime as dt
-    from .client import Peer, der_of, load_key, order_chain
+    from .client import Peer, build_path, der_of, load_key
     port = udp_port(port)
     leaf = der.load_certs(cert)[0]
-    cas = order_chain(leaf, der.load_certs(chain) if chain else [])
+    anchors = [c for f in trust for c in der.load_certs(f)]
+    cas = build_path(leaf, der.load_certs(chain) if chain else [], anchors)
+    if cas is None:
+        raise CryptbpfError("no path from the leaf to a --trust anchor in --chain")
     k = load_key(key)
     with inside(netns), Peer(host, port, timeout) as p:
         until = p.authenticate([der_of(c) for c in cas], der_of(leaf), k)
     t = dt.datetime.fromtimestamp(until, dt.timezone.utc)
     click.echo(f"authorized by {host} until {t.isoformat()} ({len(cas)} CA certificate(s) + leaf)")
+
+
+@cli.command("verify", epilog=_examples(
+    "sudo cryptbpf pki verify leaf.pem --chain chain.pem --trust root.pem",
+    "sudo cryptbpf pki verify leaf.pem --chain chain.pem --trust root.pem --at 2027-01-01T00:00:00Z --json"))
+@argument("leaf_file", type=PATH, metavar="LEAF", help="The client's certificate (PEM/DER).")
+@click.option("--chain", type=PATH, metavar="FILE", help="Intermediate CA certificates (PEM), any order.")
+@click.option("--trust", type=PATH, multiple=True, required=True, metavar="FILE",
+              help="Trust anchor(s) (PEM/DER, repeatable), as `pki trust` takes them.")
+@click.option("--at", "at", metavar="TIME", help="Validation time: ISO 8601 (UTC if no offset) or Unix "
+              "seconds; default now.")
+@json_option()
+def verify_cmd(leaf_file: Path, chain: Optional[Path], trust: tuple[Path, ...], at: Optional[str],
+               as_json: bool):
+    """Check a chain offline with the kernel's own code: the pki-validator
+    object runs each certificate through BPF_PROG_TEST_RUN at TIME and
+    reports the counter it bumps. Exit 0 if accepted, 2 if rejected."""
+    from .verify import parse_time, verify
+    from ... import lifecycle
+    lifecycle.require_privileges()
+    leaf = der.load_certs(leaf_file)[0]
+    anchors = [c for f in trust for c in der.load_certs(f)]
+    v = verify(leaf, der.load_certs(chain) if chain else [], anchors,
+               parse_time(at) if at is not None else None)
+    if as_json:
+        click.echo(json.dumps(v.to_dict(), indent=2))
+    else:
+        click.echo(f"at {v.at_utc}, {len(v.anchors)} trust anchor(s)"
+                   + ("" if v.path_complete else "; no path to an anchor in --chain"))
+        for st in v.steps:
+            click.echo(f"  {st.role:<4}  {st.subject}  serial {st.serial}: "
+                       f"{'accepted' if st.result == 'cert_ok' else 'rejected'} ({st.result})")
+        click.echo(f"{'accepted' if v.accepted else 'rejected'} ({v.reason})")
+    if not v.accepted:
+        sys.exit(2)
 
 
 @cli.command("status", epilog=_examples("sudo cryptbpf pki status", "sudo cryptbpf pki status --json"))
@@ -102,6 +145,7 @@ def status_cmd(as_json: bool):
         data = SPEC.status(h)
         data["anchors"] = admin.anchors(h)
         data["authorized"] = admin.authorized(h)
+        data["crl_refused_issuers"] = admin.crl_invalid(h)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -110,6 +154,8 @@ def status_cmd(as_json: bool):
     click.echo(f"protected ports  {', '.join(map(str, data['protected_ports'])) or 'none'}")
     click.echo(f"trust anchors    {len(data['anchors'])}")
     click.echo(f"revoked serials  {data['revoked_serials']}")
+    if data["crl_refused_issuers"]:
+        click.echo(f"issuers refused  {data['crl_refused_issuers']} (CRL refused: their certificates fail closed)")
     for a in data["authorized"]:
         click.echo(f"authorized       {a['client']} until {a['until_utc']} (chain of {a['chain']})")
 

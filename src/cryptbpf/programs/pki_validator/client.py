@@ -16,12 +16,14 @@ import socket
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from ...addresses import resolve_ipv4
 from ...errors import CryptbpfError
 from ...bpf.headers import Layout
+from . import der
 
 POP_CONTEXT = b"cryptbpf-pki-po1"    # PKI_POP_CONTEXT
 
@@ -41,19 +43,73 @@ def _L() -> Layout:
     return Layout("pki_validator")
 
 
-def order_chain(leaf: x509.Certificate, chain: list[x509.Certificate]) -> list[x509.Certificate]:
-    """The CA certificates that lead from the leaf to its anchor, in the
-    order the server needs them: the one issued by the anchor first.
-    Certificates in `chain` that are not on the path are left out; a
-    self-signed root at the top is left out too (the server has it)."""
-    by_subject = {c.subject: c for c in chain}
-    path, cur = [], leaf
-    while cur.issuer in by_subject and cur.issuer != cur.subject and len(path) < len(chain):
-        cur = by_subject[cur.issuer]
-        if cur.issuer == cur.subject:
-            break       # the root itself
-        path.append(cur)
-    return list(reversed(path))
+MAX_PATH = 16      # CA certificates a path may hold (the server's own limit is lower)
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Did `issuer` sign `cert`? Its subject Name is cert's issuer Name
+    byte for byte (as the kernel compares them) and its key verifies cert's
+    signature."""
+    if der.cert_fields(cert).issuer != der.cert_fields(issuer).subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def self_signed(cert: x509.Certificate) -> bool:
+    return issued_by(cert, cert)
+
+
+def build_path(leaf: x509.Certificate, pool: list[x509.Certificate],
+               anchors: list[x509.Certificate] = ()) -> list[x509.Certificate] | None:
+    """The CA certificates that lead from the leaf to a trust anchor, in the
+    order the server needs them (the one the anchor issued first), like a
+    path builder (RFC 4158): each step goes to a certificate of `pool`
+    whose subject and key issued the previous one (the signature is
+    checked, so several certificates with one Name -- a key rollover, a
+    cross-signed copy -- are told apart), never twice to the same one, and
+    the search backtracks out of dead ends. Shortest path first.
+
+    With `anchors`: the path ends where an anchor issued the last
+    certificate; it never goes past one (a cross-signed copy of the anchor
+    is not followed to the root that signed it). Self-issued intermediates
+    (same Name, another key) are ordinary steps and are kept. None when no
+    path reaches an anchor.
+    Without: the path ends at a self-signed certificate (left out: the
+    server has it) or where `pool` holds no issuer of the last one (its
+    issuer is taken to be the server's anchor). Never None."""
+    seen: dict[bytes, x509.Certificate] = {}
+    for c in pool:
+        seen.setdefault(der_of(c), c)
+    cands = list(seen.values())
+
+    def search(cur, path, depth):
+        if anchors and any(issued_by(cur, a) for a in anchors):
+            return path
+        if not anchors and self_signed(cur):
+            return path[1:]         # cur is the root: the server has it
+        on_path = {der_of(c) for c in path} | {der_of(cur)}
+        nxt = [c for c in cands if der_of(c) not in on_path and issued_by(cur, c)]
+        if not anchors and not nxt:
+            return path             # the server is taken to hold cur's issuer
+        if depth == 0:
+            return None
+        if not anchors:             # a self-signed issuer ends the path: try it first
+            nxt.sort(key=lambda c: not self_signed(c))
+        for c in nxt:
+            found = search(c, [c] + path, depth - 1)
+            if found is not None:
+                return found
+        return None
+
+    for depth in range(MAX_PATH + 1):
+        found = search(leaf, [], depth)
+        if found is not None:
+            return found
+    return None if anchors else []
 
 
 def pop_digest(c: Challenge, client_ip: str) -> bytes:

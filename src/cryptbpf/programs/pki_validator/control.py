@@ -20,7 +20,7 @@ from ...crypto import p256
 from ...errors import CryptbpfError
 from ...ports import udp_port as _port
 from ...bpf.headers import Layout
-from . import der
+from . import der, profile
 
 
 HEADER = "pki_validator"
@@ -140,16 +140,14 @@ def anchors(handle) -> list[dict]:
 def trust(handle, cert: x509.Certificate) -> dict:
     """Register a CA certificate as a trust anchor: its key table in
     p256_keys, then its entry in anchors (so the program never sees an
-    anchor without its table). The certificate must be a CA (basicConstraints
-    cA) with a P-256 key; its own signature is not checked (it is trusted)."""
+    anchor without its table). The certificate must pass
+    profile.check_anchor() (a conforming CA certificate with a P-256 key and
+    no critical extension the validator does not enforce); its own
+    signature is not checked (it is trusted)."""
     L = layout()
+    profile.check_anchor(cert)
     pub = _p256_public(cert)
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        raise CryptbpfError("a trust anchor must be a CA certificate (no basicConstraints)") from None
-    if not bc.ca:
-        raise CryptbpfError("a trust anchor must be a CA certificate (basicConstraints cA is false)")
+    bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     f = der.cert_fields(cert)
     amap, kmap = handle.map("anchors"), handle.map("p256_keys")
     used = {a["key_id"] for a in anchors(handle)}
@@ -235,16 +233,29 @@ def load_crl(path) -> x509.CertificateRevocationList:
 def revoke_crl(handle, crl: x509.CertificateRevocationList,
                issuer: x509.Certificate | None = None) -> int:
     """Revoke every serial a CRL lists, under the CRL's issuer Name (as
-    encoded in the CRL). With `issuer`, the CRL's signature and issuer name
-    are checked against that CA certificate first."""
-    if issuer is not None:
-        if crl.issuer != issuer.subject:
-            raise CryptbpfError("the CRL was not issued by that CA (issuer name differs)")
-        if not crl.is_signature_valid(issuer.public_key()):
-            raise CryptbpfError("the CRL's signature does not verify with the CA's key")
+    encoded in the CRL), after profile.check_crl() (with `issuer`: its
+    issuer name, signature and cRLSign too). A CRL refused there fails
+    closed: its issuer goes into `crl_invalid`, and every certificate that
+    issuer signed is treated as revoked until a valid CRL of it is loaded;
+    then the refusal is raised. A valid CRL lifts that."""
     import hashlib
-    return revoke(handle, hashlib.sha256(der.crl_issuer(crl)).digest(),
-                  [r.serial_number for r in crl])
+    issuer_hash = hashlib.sha256(der.crl_issuer(crl)).digest()
+    try:
+        profile.check_crl(crl, issuer)
+    except profile.CrlRefused as e:
+        handle.map("crl_invalid").update(issuer_hash, b"\x01")
+        bump_revoke_gen(handle)
+        raise CryptbpfError(f"{e}: refused, and every certificate its issuer signed is refused "
+                            "until a valid CRL of it is loaded") from None
+    n = revoke(handle, issuer_hash, [r.serial_number for r in crl])
+    if handle.map("crl_invalid").delete(issuer_hash):
+        bump_revoke_gen(handle)
+    return n
+
+
+def crl_invalid(handle) -> int:
+    """Issuers whose CRL was refused (their certificates fail closed)."""
+    return sum(1 for _ in handle.map("crl_invalid").keys())
 
 
 def revoked_count(handle) -> int:

@@ -11,7 +11,7 @@ cryptbpf.programs.pki_validator.control, the client in cryptbpf.programs.pki_val
 from __future__ import annotations
 
 from ...ports import udp_port
-from . import control as admin, der
+from . import control as admin, der, profile
 from ..base import Hook, ProgramSpec
 from .control import DEFAULT_LIFETIME, NAME, _lifetime
 from .cli import cli
@@ -23,7 +23,8 @@ class PkiValidator(ProgramSpec):
             udp_port(p, "--protect")
         _lifetime(options)
         for f in options.get("trust", []):
-            der.load_certs(f)
+            for c in der.load_certs(f):
+                profile.check_anchor(c)
 
     def setup(self, handle, key, options) -> None:
         admin.install_challenge_key(handle)
