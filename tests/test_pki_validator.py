@@ -131,7 +131,7 @@ class Server:
         return admin.stats(self.obj)
 
     def reset(self) -> None:
-        for name in ("authorized", "clients", "revoked"):
+        for name in ("authorized", "clients", "revoked", "crl_invalid"):
             m = self.obj.map(name)
             for k in list(m.keys()):
                 m.delete(k)

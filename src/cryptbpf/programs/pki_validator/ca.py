@@ -92,10 +92,17 @@ def issue(cn: str, issuer: Issued | None = None, *, ca: bool | None = False,
     return Issued(b.sign(signer, hashes.SHA256()), key)
 
 
-def crl(issuer: Issued, serials: list[int]) -> x509.CertificateRevocationList:
+def crl(issuer: Issued, serials: list[int], *, number: int | None = 1,
+        number_critical: bool = False) -> x509.CertificateRevocationList:
+    """A v2 CRL as RFC 5280 5.2 has it: cRLNumber (`number`, None leaves it
+    out) and the issuer's key identifier, both non-critical by default."""
     t = now()
     b = (x509.CertificateRevocationListBuilder().issuer_name(issuer.cert.subject)
-         .last_update(t - DAY).next_update(t + 7 * DAY))
+         .last_update(t - DAY).next_update(t + 7 * DAY)
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
+                        critical=False))
+    if number is not None:
+        b = b.add_extension(x509.CRLNumber(number), critical=number_critical)
     for s in serials:
         b = b.add_revoked_certificate(
             x509.RevokedCertificateBuilder().serial_number(s).revocation_date(t - DAY).build())
@@ -134,3 +141,73 @@ def demo_ca(directory: Path) -> dict[str, Path]:
     out["chain.pem"] = directory / "chain.pem"
     _write(out["chain.pem"], inter.pem)
     return out
+
+
+# ---- certificates cryptography's builder refuses to make ----
+# (duplicate extensions, a serial of 0, a critical key identifier): the
+# tests' malformed-but-signed inputs, re-encoded here and signed with
+# `cryptography` like any other.
+
+Ext = tuple  # (OID dotted string, critical, extnValue content octets)
+ECDSA_WITH_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
+
+
+def der_tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        hdr = bytes([n])
+    elif n < 0x100:
+        hdr = bytes([0x81, n])
+    else:
+        hdr = bytes([0x82]) + n.to_bytes(2, "big")
+    return bytes([tag]) + hdr + content
+
+
+def der_oid(dotted: str) -> bytes:
+    arcs = [int(x) for x in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for n in arcs[2:]:
+        enc = [n & 0x7F]
+        n >>= 7
+        while n:
+            enc.append(0x80 | (n & 0x7F))
+            n >>= 7
+        body += bytes(reversed(enc))
+    return der_tlv(0x06, bytes(body))
+
+
+def extensions_of(it: Issued) -> list[Ext]:
+    """(OID, critical, value) of each extension, in certificate order."""
+    from . import der
+    tbs = it.cert.tbs_certificate_bytes
+    _, off, end = der.tlv(tbs, 0)
+    a3 = [c for c in der.children(tbs, off, end) if c[0] == 0xA3][0]
+    _, soff, send = der.tlv(tbs, a3[2])
+    raw = der.children(tbs, soff, send)
+    out = []
+    for e, (_t, _s, c, end_) in zip(it.cert.extensions, raw):
+        val = der.children(tbs, c, end_)[-1]
+        out.append((e.oid.dotted_string, e.critical, tbs[val[2]:val[3]]))
+    return out
+
+
+def reissue(it: Issued, signer: Issued | None, *, serial: bytes | None = None,
+            extensions: list[Ext] | None = None) -> Issued:
+    """`it` with its serial INTEGER content octets and/or its extensions
+    replaced as given (no checks at all), signed again by `signer` (itself
+    when None) with ecdsa-with-SHA256."""
+    from . import der
+    tbs = it.cert.tbs_certificate_bytes
+    _, off, end = der.tlv(tbs, 0)
+    parts = [tbs[s:e] for _t, s, _c, e in der.children(tbs, off, end)]
+    if serial is not None:
+        parts[1] = der_tlv(0x02, serial)
+    if extensions is not None:
+        body = b"".join(der_tlv(0x30, der_oid(o) + (b"\x01\x01\xff" if crit else b"") +
+                                der_tlv(0x04, v)) for o, crit, v in extensions)
+        parts[-1] = der_tlv(0xA3, der_tlv(0x30, body))
+    new_tbs = der_tlv(0x30, b"".join(parts))
+    key = (signer or it).key
+    sig = key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    raw = der_tlv(0x30, new_tbs + ECDSA_WITH_SHA256 + der_tlv(0x03, b"\x00" + sig))
+    return Issued(x509.load_der_x509_certificate(raw), it.key)
