@@ -436,6 +436,16 @@ def test_cli_end_to_end(pki, tmp_path):
         st = json.loads(r.stdout)
         assert st["stats"]["authorized"] == 1 and st["stats"]["lost_auth"] == 1
         assert st["revoked_serials"] == 1 and st["protected_ports"] == [APP_PORT]
+        assert st["crl_refused_issuers"] == 0
+        # a CRL without cRLNumber: refused in one line, and the issuer fails closed
+        inter_ca = ca.Issued(der.load_certs(files["intermediate.pem"])[0],
+                             peer.load_key(files["intermediate.key"]))
+        (tmp_path / "bad.crl").write_bytes(ca.crl(inter_ca, [], number=None).public_bytes(
+            serialization.Encoding.PEM))
+        r = run_cli("pki", "revoke", "--crl", str(tmp_path / "bad.crl"), "--issuer", str(files["intermediate.pem"]))
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no cRLNumber" in r.stderr, r.stderr
+        st = json.loads(run_cli("pki", "status", "--json", check=True).stdout)
+        assert st["crl_refused_issuers"] == 1
         r = run_cli("pki", "revoke", "--serial", "12")
         assert r.returncode == 1 and r.stderr.startswith("cryptbpf: ") and "--issuer" in r.stderr
         r = run_cli("pki", "trust", str(files["leaf.pem"]))

@@ -68,7 +68,8 @@ def issue(cn: str, issuer: Issued | None = None, *, ca: bool | None = False,
     t = now()
     b = (x509.CertificateBuilder()
          .subject_name(name(cn))
-         .issuer_name(issuer_name or (issuer.cert.subject if issuer else name(cn)))
+         .issuer_name(issuer_name if issuer_name is not None
+                      else issuer.cert.subject if issuer else name(cn))
          .public_key(key.public_key())
          .serial_number(serial if serial is not None else x509.random_serial_number())
          .not_valid_before(not_before or t - DAY)
