@@ -157,14 +157,44 @@ static __always_inline int x509_basic_constraints(struct x509_scratch *s)
 	return t->end == bc->end ? 0 : -1;
 }
 
+/* SEQUENCE { OID, one element } at pos, ending by limit, into seq (the
+ * element into t): an AttributeTypeAndValue, an AccessDescription. Returns
+ * the element's tag for the caller to judge, or -1 if the shape is wrong. */
+static __always_inline int x509_oid_and_value(struct x509_scratch *s, __u32 pos, __u32 limit,
+					      struct der_tlv *seq, struct der_tlv *t)
+{
+	const __u8 *buf = s->der;
+	int tag;
+
+	if (der_read(buf, pos, limit, DER_SEQUENCE, seq) ||
+	    der_read(buf, seq->off, seq->end, DER_OID, t) || t->len == 0)
+		return -1;
+	tag = der_peek(buf, t->end, seq->end);
+	if (tag < 0 || der_read(buf, t->end, seq->end, tag, t) || t->end != seq->end)
+		return -1;
+	return tag;
+}
+
+/* The extension's value (s->t[X509_T_VAL]) is exactly one non-empty
+ * element with this tag; into t. */
+static __always_inline int x509_ext_value(struct x509_scratch *s, __u32 tag,
+					  struct der_tlv *t)
+{
+	const struct der_tlv *val = &s->t[X509_T_VAL];
+
+	if (der_read(s->der, val->off, val->end, tag, t) || t->end != val->end ||
+	    t->len == 0)
+		return -1;
+	return 0;
+}
+
 /* keyUsage ::= BIT STRING; only the first octet's bits matter here */
 static __always_inline int x509_key_usage(struct x509_scratch *s)
 {
 	const __u8 *buf = s->der;
-	struct der_tlv *val = &s->t[X509_T_VAL], *t = &s->t[X509_T_IN];
+	struct der_tlv *t = &s->t[X509_T_IN];
 
-	if (der_read(buf, val->off, val->end, DER_BIT_STRING, t) ||
-	    t->end != val->end || t->len < 1 || t->len > 3 ||
+	if (x509_ext_value(s, DER_BIT_STRING, t) || t->len > 3 ||
 	    der_byte(buf, t->off) > 7)
 		return -1;
 	s->c.has_key_usage = 1;
@@ -175,10 +205,7 @@ static __always_inline int x509_key_usage(struct x509_scratch *s)
 /* SubjectKeyIdentifier ::= OCTET STRING (non-empty) */
 static __always_inline int x509_ski(struct x509_scratch *s)
 {
-	struct der_tlv *val = &s->t[X509_T_VAL], *t = &s->t[X509_T_IN];
-
-	if (der_read(s->der, val->off, val->end, DER_OCTET_STR, t) ||
-	    t->end != val->end || t->len == 0)
+	if (x509_ext_value(s, DER_OCTET_STR, &s->t[X509_T_IN]))
 		return -1;
 	s->c.has_ski = 1;
 	return 0;
@@ -194,11 +221,10 @@ static __always_inline int x509_ski(struct x509_scratch *s)
 static __always_inline int x509_aki(struct x509_scratch *s)
 {
 	const __u8 *buf = s->der;
-	struct der_tlv *val = &s->t[X509_T_VAL], *seq = &s->t[X509_T_IN],
-		       *t = &s->t[X509_T_AD];
+	struct der_tlv *seq = &s->t[X509_T_IN], *t = &s->t[X509_T_AD];
 	__u32 has_kid = 0;
 
-	if (der_read(buf, val->off, val->end, DER_SEQUENCE, seq) || seq->end != val->end)
+	if (x509_ext_value(s, DER_SEQUENCE, seq))
 		return -1;
 	t->end = seq->off;
 	if (der_peek(buf, t->end, seq->end) == 0x80) {
@@ -232,18 +258,13 @@ static __always_inline int x509_general_name_tag(int tag)
 static long x509_aia_cb(__u64 i, void *ctx)
 {
 	struct x509_scratch *s = *(struct x509_scratch **)ctx;
-	const __u8 *buf = s->der;
 	struct der_tlv *ad = &s->t[X509_T_AD], *t = &s->t[X509_T_AUX];
 	int tag;
 
 	if (s->aia_pos >= s->aia_end)
 		return 1;
-	if (der_read(buf, s->aia_pos, s->aia_end, DER_SEQUENCE, ad) ||
-	    der_read(buf, ad->off, ad->end, DER_OID, t) || t->len == 0)
-		goto malformed;
-	tag = der_peek(buf, t->end, ad->end);
-	if (!x509_general_name_tag(tag) ||
-	    der_read(buf, t->end, ad->end, tag, t) || t->end != ad->end)
+	tag = x509_oid_and_value(s, s->aia_pos, s->aia_end, ad, t);
+	if (tag < 0 || !x509_general_name_tag(tag))
 		goto malformed;
 	s->aia_pos = ad->end;
 	return 0;
@@ -257,10 +278,9 @@ malformed:
  * certificate. 0, -1 malformed, or X509_UNSUPPORTED (too many entries). */
 static __always_inline int x509_aia(struct x509_scratch *s)
 {
-	struct der_tlv *val = &s->t[X509_T_VAL], *seq = &s->t[X509_T_IN];
+	struct der_tlv *seq = &s->t[X509_T_IN];
 
-	if (der_read(s->der, val->off, val->end, DER_SEQUENCE, seq) ||
-	    seq->end != val->end || seq->len == 0)
+	if (x509_ext_value(s, DER_SEQUENCE, seq))
 		return -1;
 	s->aia_pos = seq->off;
 	s->aia_end = seq->end;
@@ -398,12 +418,8 @@ static long x509_atv_cb(__u64 i, void *ctx)
 			goto malformed;
 		s->name_pos = rdn->off;
 	}
-	if (der_read(buf, s->name_pos, rdn->end, DER_SEQUENCE, atv) ||
-	    der_read(buf, atv->off, atv->end, DER_OID, t) || t->len == 0)
-		goto malformed;
-	tag = der_peek(buf, t->end, atv->end);
-	if (!x509_string_tag(tag) ||
-	    der_read(buf, t->end, atv->end, tag, t) || t->end != atv->end)
+	tag = x509_oid_and_value(s, s->name_pos, rdn->end, atv, t);
+	if (tag < 0 || !x509_string_tag(tag))
 		goto malformed;
 	s->name_pos = atv->end;
 	return 0;
