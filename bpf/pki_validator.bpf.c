@@ -324,12 +324,35 @@ static __always_inline int pki_verify_reason(int v, int bad)
 
 /* ---- CERT ---- */
 
+#define PKI_IS_ANCHOR (-1)
+
+/* Two public keys equal? (Public: no constant time needed.) A plain
+ * bounded loop: unrolled, the 65 compares made pki_cert_prepare's frame
+ * spill to 416 bytes and the call chain through x509_parse exceed the
+ * 512-byte stack. */
+static __always_inline int pki_same_key(const __u8 *a, const __u8 *b)
+{
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < PKI_PUBKEY_LEN; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 /* Parse the certificate in s->x (already copied from the packet), find its
  * issuer and stage the signature check. The new state of saddr's exchange
- * is built in s->cl. Returns 0 or the rejection reason.
+ * is built in s->cl. Returns 0, the rejection reason, or PKI_IS_ANCHOR.
  * Issuer: the CA certificate this exchange verified last (same challenge),
- * else a trust anchor, which starts the chain afresh. */
-static __noinline int pki_cert_prepare(struct pki_scratch *s, __be32 saddr)
+ * else a trust anchor, which starts the chain afresh.
+ * PKI_IS_ANCHOR: a CA certificate with a trust anchor's subject Name and
+ * key is that anchor (itself, or a cross-signed copy: a client that does
+ * not know which root the server trusts sends the path up to another
+ * root). A path ends at its trust anchor (RFC 5280 6.1: the anchor is an
+ * input, not a certificate of the path), so the exchange restarts there;
+ * nothing of this certificate is trusted or used: not its signature,
+ * issuer, validity or extensions. */
+static __noinline int pki_cert_prepare(struct pki_scratch *s, __be32 saddr,
+				       __u32 flags)
 {
 	struct x509_cert *c = &s->x.c;
 	struct pki_client *cl, *st = &s->cl;
@@ -347,6 +370,11 @@ static __noinline int pki_cert_prepare(struct pki_scratch *s, __be32 saddr)
 		return PKI_R_MALFORMED;
 	if (x509_hash(&s->x) || pki_now(s))
 		return PKI_R_ERRORS;
+	if (flags == PKI_CERT_CA) {
+		an = bpf_map_lookup_elem(&anchors, c->subject_hash);
+		if (an && pki_same_key(an->pubkey, c->pubkey))
+			return PKI_IS_ANCHOR;
+	}
 	__builtin_memcpy(s->digest, c->tbs_digest, sizeof(s->digest));
 	__builtin_memcpy(s->sig, c->sig, sizeof(s->sig));
 
@@ -585,11 +613,18 @@ static __always_inline int pki_control(struct xdp_md *ctx, struct pki_scratch *s
 				       ((len - 1) & DER_MASK) + 1))
 			return drop(PKI_R_MALFORMED);
 		s->x.len = len;
-		r = pki_cert_prepare(s, saddr);
-		if (!r)
-			r = pki_verify_reason(pki_verify(s), PKI_R_BAD_SIGNATURE);
-		if (!r)
-			r = pki_cert_finish(s, saddr, flags);
+		r = pki_cert_prepare(s, saddr, flags);
+		if (r == PKI_IS_ANCHOR) {
+			/* the chain restarts at the anchor: as if no CA
+			 * certificate had been sent yet */
+			bpf_map_delete_elem(&clients, &s->saddr);
+			r = 0;
+		} else {
+			if (!r)
+				r = pki_verify_reason(pki_verify(s), PKI_R_BAD_SIGNATURE);
+			if (!r)
+				r = pki_cert_finish(s, saddr, flags);
+		}
 		if (r)
 			return drop(r);
 		count(PKI_R_CERT_OK);

@@ -261,6 +261,54 @@ def test_build_path_stops_at_the_anchor_and_ignores_cross_signed_copies():
     assert judge(leaf, [xsigned, other, inter, root], [root]) == ("cert_ok", 1)
 
 
+def test_a_copy_of_the_anchor_restarts_the_chain_at_it(root):
+    """A client without --trust that holds only a cross-signed copy of the
+    server's root sends it (its path ends at the other root); the kernel
+    recognizes the anchor by subject Name and key and restarts there,
+    trusting nothing of the copy. The same for the root itself, which then
+    does not use up path length. A certificate with the anchor's Name but
+    another key, or its key under another Name, is no anchor."""
+    other = ca.issue("copy other root", ca=True)
+    xsigned = ca.issue("rfc5280 root", other, ca=True, key=root.key)
+    inter = ca.issue("copy ica", root, ca=True)
+    leaf = ca.issue("copy ee", inter)
+    path = build_path(leaf.cert, [xsigned.cert, inter.cert, other.cert])
+    assert path == [xsigned.cert, inter.cert]
+    p = _run_peer(root)
+    try:
+        s0 = admin.stats(p.obj)
+        assert p.authenticate([c.public_bytes(serialization.Encoding.DER) for c in path],
+                              leaf.der, leaf.key) > 0
+        d = {k: v - s0[k] for k, v in admin.stats(p.obj).items() if v != s0[k]}
+        assert d == {"hello": 1, "cert_ok": 3, "authorized": 1}
+        # the root itself as the first CA certificate: root (pathLen 1) ->
+        # ica -> sub -> leaf is one CA too many, sent with or without it
+        tight = ca.issue("tight root", ca=True, path_len=1)
+        admin.trust(p.obj, tight.cert)
+        i1 = ca.issue("tight ica", tight, ca=True)
+        ee1 = ca.issue("tight ee", i1)
+        assert p.authenticate([tight.der, i1.der], ee1.der, ee1.key) > 0
+        i2 = ca.issue("tight sub", i1, ca=True)
+        ee2 = ca.issue("tight ee2", i2)
+        p.hello()
+        p.send_cert(tight.der, leaf=False)
+        p.send_cert(i1.der, leaf=False)
+        with pytest.raises(Exception):
+            p.send_cert(i2.der, leaf=False)
+        # the anchor's Name, another key; the anchor's key, another Name
+        fake = ca.issue("rfc5280 root", other, ca=True)
+        renamed = ca.issue("not the root", other, ca=True, key=root.key)
+        for c in (fake, renamed):
+            s0 = admin.stats(p.obj)
+            p.hello()
+            with pytest.raises(Exception):
+                p.send_cert(c.der, leaf=False)
+            s1 = admin.stats(p.obj)
+            assert s1["untrusted"] == s0["untrusted"] + 1 and s1["cert_ok"] == s0["cert_ok"]
+    finally:
+        p.obj.close()
+
+
 def test_build_path_picks_the_issuer_whose_key_signed():
     """Two CAs with one Name (the old order took the last one in the file);
     a dead end is backtracked out of; loops end."""

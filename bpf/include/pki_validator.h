@@ -22,7 +22,11 @@
  *
  * CERT datagrams carry one certificate each, intermediates first (the one
  * issued by the anchor first), the leaf last; zero CA certificates for a
- * leaf issued by the anchor itself. The challenge is challenge.bpf.h's
+ * leaf issued by the anchor itself. A CA certificate with an anchor's
+ * subject Name and key (the anchor itself, or a cross-signed copy of it
+ * sent by a client that does not know which root the server trusts) is
+ * acknowledged and restarts the chain at that anchor; nothing of it is
+ * used. The challenge is challenge.bpf.h's
  *     HMAC-SHA256(server key, "cbpki v1" || client IPv4 || port 0 || 0 ||
  *                 slot || extra 0 || nonce)
  * (struct challenge_input), where slot counts PKI_SLOT_SECONDS periods of
@@ -108,6 +112,8 @@ struct pki_anchor {
 	__u32 path_len;                /* pathLenConstraint or PKI_PATHLEN_NONE */
 	__s64 not_before;              /* Unix seconds */
 	__s64 not_after;
+	__u8  pubkey[PKI_PUBKEY_LEN];  /* 0x04 || X || Y: recognizes copies of the anchor */
+	__u8  pad[7];
 };
 
 /* Value of the LRU map `clients` (key: client IPv4, network order):

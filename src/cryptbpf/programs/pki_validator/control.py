@@ -132,6 +132,8 @@ def anchors(handle) -> list[dict]:
     out = []
     for k, v in handle.map("anchors").items():
         a = L.unpack("struct pki_anchor", v)
+        a.pop("pad", None)
+        a["pubkey"] = a["pubkey"].hex()
         a["subject_hash"] = k.hex()
         out.append(a)
     return out
@@ -164,7 +166,8 @@ def trust(handle, cert: x509.Certificate) -> dict:
                  path_len=const("PKI_PATHLEN_NONE") if bc.path_length is None
                  else min(bc.path_length, const("PKI_PATHLEN_NONE")),
                  not_before=_unix(cert.not_valid_before_utc),
-                 not_after=_unix(cert.not_valid_after_utc))
+                 not_after=_unix(cert.not_valid_after_utc),
+                 pubkey=pub)
     amap.update(f.subject_hash, L.pack("struct pki_anchor", **entry))
     if old is not None:     # replaced: drop the previous key's table
         kmap.delete(struct.pack("<I", L.unpack("struct pki_anchor", old)["key_id"]))
