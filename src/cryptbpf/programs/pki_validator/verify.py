@@ -68,8 +68,7 @@ class RunPeer(Peer):
     pki_xdp instead of a socket; `before_send` runs before each frame."""
 
     def __init__(self, prog, src: str = SRC, before_send=None):
-        from .client import _L
-        self.L, self.prog, self.local_ip = _L(), prog, src
+        self.L, self.prog, self.local_ip = admin.layout(), prog, src
         self.host, self.port = "BPF_PROG_TEST_RUN", self.L.const("PKI_CTRL_PORT")
         self.challenge, self.sent, self.last = None, [], None
         self.before_send = before_send
