@@ -26,6 +26,7 @@
 #include "sha256.bpf.h"
 #include "frame_classify.bpf.h"
 #include "pkt_csum.bpf.h"
+#include "gcra.bpf.h"
 #include "signed_auth.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -196,21 +197,7 @@ static __always_inline int replay_update(struct signed_auth_replay *r, __u64 seq
 	return SEQ_FRESH;
 }
 
-/* ---- verification budget: GCRA, one u64 per bucket ---- */
-
-/* 1 if a verification may run now: theoretical arrival time tat advances
- * by interval per verification and may run ahead of now by at most
- * (burst - 1) intervals. Caller holds the lock. */
-static __always_inline int gcra_take(__u64 *tat, __u64 now, __u64 interval, __u32 burst)
-{
-	__u64 t = *tat > now ? *tat : now;
-	__u64 tau = interval * (burst ? burst - 1 : 0);
-
-	if (t - now > tau)
-		return 0;
-	*tat = t + interval;
-	return 1;
-}
+/* ---- verification budget (gcra.bpf.h) ---- */
 
 static __always_inline int key_budget_take(struct sa_state_value *st,
 					   const struct signed_auth_key *k, __u64 now)

@@ -2,21 +2,40 @@
 /* zkp_filter: challenge-response access control at XDP.
  *
  * Protected ports (TCP and UDP) are invisible to a source until it has
- * proved knowledge of a shared secret: its packets to them are dropped.
- * The proof is a hash-based challenge-response (HMAC-SHA256), not a
- * zero-knowledge proof in the cryptographic sense; see docs/zkp_filter.md.
+ * proved knowledge of a key: its packets to them are dropped. Each key id
+ * has one of two modes (see docs/zkp_filter.md):
  *
- *   HELLO  -> XDP answers with a stateless CHALLENGE (challenge.bpf.h),
- *             bound to the source address, the slot and the client's nonce
- *   PROOF  -> XDP recomputes the challenge, checks the proof with the
- *             verifier of key_id, records the challenge as used, authorizes
- *             the source for auth_ttl_s and answers ACCEPT
+ *   HMAC     a hash-based proof of knowledge of a shared secret (not zero-
+ *            knowledge); the server holds the verifier HMAC-SHA256(secret,
+ *            "cryptbpf zkp v1") as precomputed pad states in zkp_keys, which
+ *            is enough to produce proofs: a stolen map opens the port
+ *   SCHNORR  a non-interactive Schnorr proof of knowledge of the private key
+ *            of a P-256 public key (RFC 8235 section 3, Fiat-Shamir); the
+ *            server holds only the public key (zkp_zk_keys, and its table in
+ *            p256_keys), from which no accepted proof can be made
  *
- * The server holds the verifier (HMAC-SHA256(secret, "cryptbpf zkp v1")) as
- * precomputed HMAC pad states in zkp_keys, never the secret. Wire format and
- * counters: include/zkp_filter.h. */
+ *   HELLO    -> XDP answers with a stateless CHALLENGE (challenge.bpf.h),
+ *               bound to the source address, the slot and the client's nonce
+ *   PROOF    -> (HMAC key) XDP recomputes the challenge, checks the proof
+ *               with the verifier of key_id
+ *   ZK_PROOF -> (Schnorr key) cheapest first: key id known, challenge ours
+ *               and unused, 1 <= r < n, the key's and the global
+ *               verification budget; then V on the curve, c = SHA-256 of
+ *               the input in zkp_filter.h, V == r*G + c*A
+ *   either   -> the challenge is recorded as used, the source authorized
+ *               for auth_ttl_s, the answer is ACCEPT
+ *
+ * Wire format, hash input and counters: include/zkp_filter.h. */
 #include "cryptbpf.bpf.h"
 #include "challenge.bpf.h"
+/* Schnorr proofs have no kernel kfunc: the pure-BPF path only, which also
+ * keeps struct bpf_crypto_ctx (6.10+) out of this object. */
+#define P256_NO_KFUNC
+#define P256_MAX_KEYS ZKP_MAX_ZK_KEYS
+#include "zkp_filter.h"
+#include "schnorr_p256.bpf.h"
+#include "sha256.bpf.h"
+#include "gcra.bpf.h"
 #include "frame_classify.bpf.h"
 #include "xdp_reply.bpf.h"
 #include "zkp_filter.h"
@@ -24,6 +43,11 @@
 char LICENSE[] SEC("license") = "GPL";
 
 _Static_assert(sizeof(struct zkp_msg) == 100, "zkp_msg is a wire format");
+_Static_assert(sizeof(struct zkp_zk_proof) == 164, "zkp_zk_proof is a wire format");
+_Static_assert(__builtin_offsetof(struct zkp_zk_proof, v) == 68, "zkp_zk_proof starts as a zkp_msg");
+_Static_assert(sizeof(struct zkp_zk_hash_input) == 297, "the hash input of zkp_filter.h");
+_Static_assert(sizeof(struct zkp_zk_hash_input) - __builtin_offsetof(struct zkp_zk_hash_input, label_len) ==
+	       ZKP_OTHER_INFO_LEN, "OtherInfo length");
 
 /* UDP port of the control messages (host byte order). */
 const volatile __u16 control_port = 7227;
@@ -31,6 +55,10 @@ const volatile __u16 control_port = 7227;
 const volatile __u32 slot_s = 30;
 /* How long a valid proof authorizes its source. */
 const volatile __u32 auth_ttl_s = 300;
+/* Global Schnorr verification budget: at most global_rate verifications per
+ * second on average, global_burst back to back (all keys together). */
+const volatile __u32 global_rate = 4000;
+const volatile __u32 global_burst = 200;
 
 #define NS_PER_S 1000000000ULL
 #ifndef ENOENT
@@ -41,6 +69,31 @@ const volatile __u32 auth_ttl_s = 300;
 #endif
 
 static const char zkp_label[CHALLENGE_LABEL_LEN] = "cbzkp v1";
+
+#define SEC1_UNCOMPRESSED 0x04
+#define BE32(x) { 0, 0, 0, x }
+
+/* The constant parts of the Schnorr hash input (zkp_filter.h); the rest is
+ * filled per proof. */
+static const struct zkp_zk_hash_input zk_hash_template __attribute__((aligned(8))) = {
+	.g_len = BE32(ZKP_POINT_LEN),
+	.g = { SEC1_UNCOMPRESSED,
+	       0x6b, 0x17, 0xd1, 0xf2, 0xe1, 0x2c, 0x42, 0x47, 0xf8, 0xbc, 0xe6, 0xe5, 0x63, 0xa4, 0x40, 0xf2,
+	       0x77, 0x03, 0x7d, 0x81, 0x2d, 0xeb, 0x33, 0xa0, 0xf4, 0xa1, 0x39, 0x45, 0xd8, 0x98, 0xc2, 0x96,
+	       0x4f, 0xe3, 0x42, 0xe2, 0xfe, 0x1a, 0x7f, 0x9b, 0x8e, 0xe7, 0xeb, 0x4a, 0x7c, 0x0f, 0x9e, 0x16,
+	       0x2b, 0xce, 0x33, 0x57, 0x6b, 0x31, 0x5e, 0xce, 0xcb, 0xb6, 0x40, 0x68, 0x37, 0xbf, 0x51, 0xf5 },
+	.v_len = BE32(ZKP_POINT_LEN),
+	.v = { SEC1_UNCOMPRESSED },
+	.a_len = BE32(ZKP_POINT_LEN),
+	.user_id_len = BE32(4),
+	.other_info_len = BE32(ZKP_OTHER_INFO_LEN),
+	.label_len = BE32(ZKP_SCHNORR_LABEL_LEN),
+	.label = "cbzkp schnorr v1",
+	.challenge_len = BE32(ZKP_MAC_LEN),
+	.client_addr_len = BE32(4),
+	.server_addr_len = BE32(4),
+	.service_len = BE32(2),
+};
 
 CHALLENGE_KEY_MAP(zkp_server_key);
 
@@ -58,6 +111,35 @@ struct {
 	__type(key, __u32);
 	__type(value, struct zkp_key_counters);
 } per_id_counters SEC(".maps");
+
+struct zkp_zk_key_value {
+	struct bpf_spin_lock lock;
+	__u32 _pad;
+	struct zkp_zk_key k;
+};
+_Static_assert(__builtin_offsetof(struct zkp_zk_key_value, k) == ZKP_ZK_KEY_LOCK_BYTES,
+	       "zkp_zk_keys layout is part of the shared header");
+
+/* key_id -> Schnorr public key and its budget (the table: p256_keys) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ZKP_MAX_ZK_KEYS);
+	__type(key, __u32);
+	__type(value, struct zkp_zk_key_value);
+} zkp_zk_keys SEC(".maps");
+
+struct zkp_budget_value {
+	struct bpf_spin_lock lock;
+	__u32 _pad;
+	struct zkp_budget b;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct zkp_budget_value);
+} zkp_budget SEC(".maps");
 
 /* port (host byte order) -> 1 */
 struct {
@@ -98,7 +180,11 @@ _Static_assert(sizeof(struct zkp_proof_input) == 40, "hmac_sha256_short takes wh
 
 struct zkp_scratch {
 	struct challenge_scratch cs;
-	struct zkp_msg msg;                /* the request, then the reply */
+	struct zkp_msg msg;                /* the request (ZK_PROOF: its first
+	                                    * 100 bytes, proof zeroed), then the reply */
+	struct zkp_zk_proof zk;            /* a ZK_PROOF request */
+	struct zkp_zk_hash_input hin __attribute__((aligned(8)));
+	__u8 c[SHA256_DIGEST_SIZE] __attribute__((aligned(8)));
 	struct zkp_proof_input proof_in;
 	struct challenge_key verifier;     /* install_key: the value to store */
 	__u8 raw[64];                      /* install_key: the raw key */
@@ -114,7 +200,7 @@ CRYPTBPF_PERCPU_SCRATCH(zkp_scratch, struct zkp_scratch);
 			_s->field++;                                          \
 	})
 
-enum key_event { KEY_ACCEPTED, KEY_BAD_PROOF, KEY_REPLAYED };
+enum key_event { KEY_ACCEPTED, KEY_BAD_PROOF, KEY_REPLAYED, KEY_OVER_BUDGET };
 
 /* Per-key counters are shared by all CPUs: atomic adds. */
 static __always_inline void count_key(__u32 key_id, enum key_event what)
@@ -127,8 +213,10 @@ static __always_inline void count_key(__u32 key_id, enum key_event what)
 		__sync_fetch_and_add(&c->accepted, 1);
 	else if (what == KEY_BAD_PROOF)
 		__sync_fetch_and_add(&c->bad_proof, 1);
-	else
+	else if (what == KEY_REPLAYED)
 		__sync_fetch_and_add(&c->replayed, 1);
+	else
+		__sync_fetch_and_add(&c->over_budget, 1);
 }
 
 static __always_inline __u32 now_slot(void)
@@ -164,14 +252,37 @@ static __noinline int on_hello(struct xdp_md *ctx, struct zkp_scratch *s,
 	return XDP_TX;
 }
 
-/* Is s->msg a valid proof from u->saddr? XDP_PASS means yes (the caller
- * authorizes), anything else is the verdict. */
+/* Is s->msg's challenge the one we would issue to u->saddr now (this slot
+ * or the previous one)? XDP_PASS means yes, anything else is the verdict. */
+static __always_inline int check_challenge(struct zkp_scratch *s, const struct xdp_udp4 *u,
+					   const struct challenge_key *key)
+{
+	struct zkp_msg *m = &s->msg;
+
+	challenge_input_set(&s->cs.in, zkp_label, u->saddr, 0, bpf_ntohl(m->slot), 0);
+	copy_words(s->cs.in.nonce, m->client_nonce, ZKP_NONCE_LEN);
+	copy_words(s->cs.presented, m->challenge, ZKP_MAC_LEN);
+	switch (challenge_check(&s->cs, key, now_slot())) {
+	case CHALLENGE_OK:
+		return XDP_PASS;
+	case CHALLENGE_STALE:
+		COUNT(stale);
+		return XDP_DROP;
+	default:
+		COUNT(bad_challenge);
+		return XDP_DROP;
+	}
+}
+
+/* Is s->msg a valid HMAC proof from u->saddr? XDP_PASS means yes (the
+ * caller authorizes), anything else is the verdict. */
 static __always_inline int check_proof(struct zkp_scratch *s, const struct xdp_udp4 *u,
 				       __u32 key_id)
 {
 	const struct challenge_key *key = challenge_key_get(&zkp_server_key);
 	const struct challenge_key *verifier;
 	struct zkp_msg *m = &s->msg;
+	int verdict;
 
 	if (!key) {
 		COUNT(no_key);
@@ -184,19 +295,9 @@ static __always_inline int check_proof(struct zkp_scratch *s, const struct xdp_u
 	}
 
 	/* 1. the challenge is the one we would issue to this address now */
-	challenge_input_set(&s->cs.in, zkp_label, u->saddr, 0, bpf_ntohl(m->slot), 0);
-	copy_words(s->cs.in.nonce, m->client_nonce, ZKP_NONCE_LEN);
-	copy_words(s->cs.presented, m->challenge, ZKP_MAC_LEN);
-	switch (challenge_check(&s->cs, key, now_slot())) {
-	case CHALLENGE_OK:
-		break;
-	case CHALLENGE_STALE:
-		COUNT(stale);
-		return XDP_DROP;
-	default:
-		COUNT(bad_challenge);
-		return XDP_DROP;
-	}
+	verdict = check_challenge(s, u, key);
+	if (verdict != XDP_PASS)
+		return verdict;
 
 	/* 2. proof = HMAC(verifier, challenge || addr || key_id), constant time */
 	copy_words(s->proof_in.challenge, m->challenge, ZKP_MAC_LEN);
@@ -213,19 +314,16 @@ static __always_inline int check_proof(struct zkp_scratch *s, const struct xdp_u
 	return XDP_PASS;
 }
 
-/* PROOF -> authorization + ACCEPT, in s->msg. */
-static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
-				    const struct xdp_udp4 *u)
+/* A verified proof for s->msg's challenge: authorization + ACCEPT, in
+ * s->msg. key_map: where key_id must still be (zkp_keys or zkp_zk_keys). */
+static __always_inline int grant(struct xdp_md *ctx, struct zkp_scratch *s,
+				 const struct xdp_udp4 *u, __u32 key_id, void *key_map)
 {
 	struct zkp_msg *m = &s->msg;
-	__u32 key_id = bpf_ntohl(m->key_id);
 	struct zkp_used used = { .slot = bpf_ntohl(m->slot), .key_id = key_id };
 	struct zkp_auth auth = { .key_id = key_id, .slot = used.slot };
 	__be32 saddr = u->saddr;
-	int verdict = check_proof(s, u, key_id);
 
-	if (verdict != XDP_PASS)
-		return verdict;
 	/* 3. single use: only the first valid proof for a challenge counts
 	 * (BPF_NOEXIST is atomic, so two copies racing on two CPUs cannot both
 	 * win) */
@@ -241,7 +339,7 @@ static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
 	}
 	/* Revocation deletes the key, then the authorizations it granted; a
 	 * proof checked just before the delete must not leave one behind. */
-	if (!bpf_map_lookup_elem(&zkp_keys, &key_id)) {
+	if (!bpf_map_lookup_elem(key_map, &key_id)) {
 		bpf_map_delete_elem(&authorized, &saddr);
 		COUNT(unknown_key);
 		return XDP_DROP;
@@ -259,6 +357,139 @@ static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
 	return XDP_TX;
 }
 
+/* PROOF (HMAC key) -> authorization + ACCEPT, in s->msg. */
+static __noinline int on_proof(struct xdp_md *ctx, struct zkp_scratch *s,
+			       const struct xdp_udp4 *u)
+{
+	__u32 key_id = bpf_ntohl(s->msg.key_id);
+	int verdict = check_proof(s, u, key_id);
+
+	if (verdict != XDP_PASS)
+		return verdict;
+	return grant(ctx, s, u, key_id, &zkp_keys);
+}
+
+/* ---- Schnorr proofs ---- */
+
+static __always_inline int zk_key_budget_take(struct zkp_zk_key_value *k, __u64 now)
+{
+	int ok;
+
+	bpf_spin_lock(&k->lock);
+	ok = gcra_take(&k->k.tat_ns, now, k->k.interval_ns, k->k.burst);
+	bpf_spin_unlock(&k->lock);
+	return ok;
+}
+
+static __always_inline int zk_global_budget_take(__u64 now)
+{
+	__u32 zero = 0;
+	struct zkp_budget_value *b = bpf_map_lookup_elem(&zkp_budget, &zero);
+	__u32 rate = global_rate;
+	int ok;
+
+	if (!b || !rate)
+		return 0;
+	bpf_spin_lock(&b->lock);
+	ok = gcra_take(&b->b.tat_ns, now, NS_PER_S / rate, global_burst);
+	bpf_spin_unlock(&b->lock);
+	return ok;
+}
+
+/* c = SHA-256(G || V || A || UserID || OtherInfo) into s->c, the input
+ * (zkp_filter.h) built in s->hin. */
+static __always_inline int zk_challenge_hash(struct zkp_scratch *s, const struct zkp_zk_key *k,
+					     const struct xdp_udp4 *u)
+{
+	struct zkp_zk_hash_input *h = &s->hin;
+	__be16 service = bpf_htons(control_port);
+
+	__builtin_memcpy(h, &zk_hash_template, sizeof(*h));
+	__builtin_memcpy(h->v + 1, s->zk.v, sizeof(s->zk.v));
+	__builtin_memcpy(h->a, k->point, ZKP_POINT_LEN);
+	__builtin_memcpy(h->user_id, &s->zk.key_id, 4);
+	__builtin_memcpy(h->challenge, s->zk.challenge, ZKP_MAC_LEN);
+	__builtin_memcpy(h->client_addr, &u->saddr, 4);
+	__builtin_memcpy(h->server_addr, &u->daddr, 4);
+	__builtin_memcpy(h->service, &service, 2);
+	sha256_init(&s->cs.h.hash);
+	if (sha256_update(&s->cs.h.hash, h, sizeof(*h)) || sha256_final(&s->cs.h.hash, s->c))
+		return -1;
+	return 0;
+}
+
+/* ZK_PROOF (Schnorr key), in s->zk and (its zkp_msg part) s->msg ->
+ * authorization + ACCEPT. */
+static __noinline int on_zk_proof(struct xdp_md *ctx, struct zkp_scratch *s,
+				  const struct xdp_udp4 *u)
+{
+	const struct challenge_key *skey = challenge_key_get(&zkp_server_key);
+	__u32 key_id = bpf_ntohl(s->msg.key_id);
+	const struct p256_key_table *kt;
+	struct zkp_zk_key_value *k;
+	__u64 now;
+	int ret;
+
+	if (!s || !u)
+		return XDP_DROP;
+	if (!skey) {
+		COUNT(no_key);
+		return XDP_DROP;
+	}
+	/* 1. cheap checks: a Schnorr key, our challenge, not yet answered, r
+	 * in range (a replay is caught again, atomically, in grant()) */
+	k = bpf_map_lookup_elem(&zkp_zk_keys, &key_id);
+	kt = bpf_map_lookup_elem(&p256_keys, &key_id);
+	if (!k || !kt) {
+		COUNT(unknown_key);
+		return XDP_DROP;
+	}
+	ret = check_challenge(s, u, skey);
+	if (ret != XDP_PASS)
+		return ret;
+	if (bpf_map_lookup_elem(&used_challenges, s->msg.challenge)) {
+		COUNT(replayed);
+		count_key(key_id, KEY_REPLAYED);
+		return XDP_DROP;
+	}
+	if (!schnorr_p256_r_ok(s->zk.r)) {
+		COUNT(bad_scalar);
+		count_key(key_id, KEY_BAD_PROOF);
+		return XDP_DROP;
+	}
+	/* 2. the budgets, before any curve math */
+	now = bpf_ktime_get_ns();
+	if (!zk_key_budget_take(k, now)) {
+		COUNT(over_key_budget);
+		count_key(key_id, KEY_OVER_BUDGET);
+		return XDP_DROP;
+	}
+	if (!zk_global_budget_take(now)) {
+		COUNT(over_global_budget);
+		return XDP_DROP;
+	}
+	/* 3. c from the hash, then V == r*G + c*A (V on the curve first) */
+	if (zk_challenge_hash(s, &k->k, u)) {
+		COUNT(errors);
+		return XDP_DROP;
+	}
+	COUNT(verifications);
+	ret = schnorr_p256_verify_table(kt, s->hin.v, s->zk.r, s->c);
+	if (ret != P256_VERIFY_OK) {
+		if (ret == SCHNORR_P256_BAD_POINT)
+			COUNT(bad_point);
+		else if (ret == SCHNORR_P256_BAD_SCALAR)
+			COUNT(bad_scalar);
+		else if (ret == P256_VERIFY_BAD)
+			COUNT(bad_proof);
+		else
+			COUNT(errors);
+		count_key(key_id, KEY_BAD_PROOF);
+		return XDP_DROP;
+	}
+	return grant(ctx, s, u, key_id, &zkp_zk_keys);
+}
+
 /* A datagram to the control port: exactly one zkp_msg, or dropped. Its own
  * frame (noinline): the reply helpers and the filter path together would not
  * fit in one 512-byte stack frame. */
@@ -269,7 +500,23 @@ static __noinline int on_control(struct xdp_md *ctx, int family)
 
 	if (!s)
 		return XDP_DROP;
-	if (xdp_udp4_from_frame(family, &s->fi, &u) || u.payload_len != sizeof(struct zkp_msg) ||
+	if (xdp_udp4_from_frame(family, &s->fi, &u)) {
+		COUNT(malformed);
+		return XDP_DROP;
+	}
+	if (u.payload_len == sizeof(struct zkp_zk_proof)) {
+		/* a Schnorr proof: its first 68 bytes are a zkp_msg's */
+		if (bpf_xdp_load_bytes(ctx, u.payload_off, &s->zk, sizeof(s->zk)) ||
+		    s->zk.magic != bpf_htonl(ZKP_MAGIC) || s->zk.version != ZKP_VERSION ||
+		    s->zk.reserved || s->zk.type != ZKP_ZK_PROOF || s->zk.lifetime_s) {
+			COUNT(malformed);
+			return XDP_DROP;
+		}
+		copy_words(&s->msg, &s->zk, __builtin_offsetof(struct zkp_zk_proof, v));
+		__builtin_memset(s->msg.proof, 0, sizeof(s->msg.proof));
+		return on_zk_proof(ctx, s, &u);
+	}
+	if (u.payload_len != sizeof(struct zkp_msg) ||
 	    bpf_xdp_load_bytes(ctx, u.payload_off, &s->msg, sizeof(s->msg)) ||
 	    s->msg.magic != bpf_htonl(ZKP_MAGIC) || s->msg.version != ZKP_VERSION ||
 	    s->msg.reserved) {

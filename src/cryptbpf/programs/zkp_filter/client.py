@@ -1,12 +1,18 @@
-"""The client end of zkp_filter: prove knowledge of a secret to an XDP
+"""The client end of zkp_filter: prove knowledge of a key to an XDP
 filter and get the source address authorized for its protected ports.
 
-    from cryptbpf.programs.zkp_filter.client import connect
-    result = connect("10.0.0.2", 7227, secret, key_id=1)   # ZkpAccepted
+    from cryptbpf.programs.zkp_filter.client import connect, connect_zk
+    result = connect("10.0.0.2", 7227, secret, key_id=1)        # HMAC key
+    key = load_private_key("alice.pem")                          # 0600 PEM
+    result = connect_zk("10.0.0.2", 7227, key, key_id=2)        # Schnorr key
 
-Wire format and proof construction: bpf/include/zkp_filter.h (read with
-cffi, never re-typed here). The verifier a server stores is
-`derive_verifier(secret)`; the secret itself never leaves the client.
+Wire format, hash input and proof construction: bpf/include/zkp_filter.h
+(read with cffi, never re-typed here). HMAC mode: the verifier a server
+stores is `derive_verifier(secret)`. Schnorr mode: the server stores the
+public key; the private key never leaves the client, and what goes on the
+wire (V, r) is a non-interactive zero-knowledge proof of knowing it
+(`schnorr_prove`; `schnorr_verify` is the same check the XDP program makes,
+in userspace with pycryptodome's curve arithmetic).
 """
 
 from __future__ import annotations
@@ -14,22 +20,32 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import Callable
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...addresses import bind_local, resolve_ipv4
+from ...crypto.p256 import N as P256_N
+from ...crypto.p256_keys import public_point
 from ...errors import CryptbpfError
 from ...bpf.headers import Layout
 
 VERIFIER_LABEL = b"cryptbpf zkp v1"
 CHALLENGE_LABEL = b"cbzkp v1"
+SCHNORR_LABEL = b"cbzkp schnorr v1"
 DEFAULT_PORT = 7227
 
 _L = Layout("zkp_filter")
 MSG = "struct zkp_msg"
 MSG_SIZE = _L.sizeof(MSG)
+ZK_MSG = "struct zkp_zk_proof"
+HASH_INPUT = "struct zkp_zk_hash_input"
+G_POINT = public_point(ec.derive_private_key(1, ec.SECP256R1()).public_key())
 
 
 def derive_verifier(secret: bytes) -> bytes:
@@ -89,6 +105,87 @@ def proof_message(challenge_msg: dict, verifier: bytes, client_addr: str, key_id
                 proof=compute_proof(verifier, challenge_msg["challenge"], client_addr, key_id))
 
 
+# ---- Schnorr mode (RFC 8235 section 3 on P-256) ----
+
+def _len4(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+def schnorr_hash_input(v_point: bytes, a_point: bytes, key_id: int, challenge: bytes,
+                       client_addr: str, server_addr: str, service_port: int) -> bytes:
+    """G || V || A || UserID || OtherInfo, each length-prefixed: struct
+    zkp_zk_hash_input (points: 65 bytes 04 || X || Y)."""
+    return _L.pack(HASH_INPUT, g_len=_len4(65), g=G_POINT, v_len=_len4(65), v=v_point,
+                   a_len=_len4(65), a=a_point, user_id_len=_len4(4), user_id=key_id.to_bytes(4, "big"),
+                   other_info_len=_len4(_L.const("ZKP_OTHER_INFO_LEN")),
+                   label_len=_len4(len(SCHNORR_LABEL)), label=SCHNORR_LABEL,
+                   challenge_len=_len4(32), challenge=challenge,
+                   client_addr_len=_len4(4), client_addr=_addr(client_addr),
+                   server_addr_len=_len4(4), server_addr=_addr(server_addr),
+                   service_len=_len4(2), service=service_port.to_bytes(2, "big"))
+
+
+def schnorr_challenge(v_point: bytes, a_point: bytes, key_id: int, challenge: bytes,
+                      client_addr: str, server_addr: str, service_port: int) -> int:
+    """c = SHA-256(hash input) as a big-endian integer, mod n."""
+    h = sha256(schnorr_hash_input(v_point, a_point, key_id, challenge, client_addr, server_addr,
+                                  service_port)).digest()
+    return int.from_bytes(h, "big") % P256_N
+
+
+def schnorr_prove(key: ec.EllipticCurvePrivateKey, key_id: int, challenge: bytes, client_addr: str,
+                  server_addr: str, service_port: int) -> tuple[bytes, int]:
+    """(V as 65 bytes 04 || X || Y, r): V = v*G for a fresh random v,
+    r = v - a*c mod n (never 0: then a new v is drawn)."""
+    a = key.private_numbers().private_value
+    a_point = public_point(key.public_key())
+    while True:
+        v = secrets.randbelow(P256_N - 1) + 1
+        v_point = public_point(ec.derive_private_key(v, ec.SECP256R1()).public_key())
+        c = schnorr_challenge(v_point, a_point, key_id, challenge, client_addr, server_addr, service_port)
+        r = (v - a * c) % P256_N
+        if r:
+            return v_point, r
+
+
+def schnorr_verify(a_point: bytes, v_point: bytes, r: int, key_id: int, challenge: bytes,
+                   client_addr: str, server_addr: str, service_port: int) -> bool:
+    """The check XDP makes, in userspace: V on the curve, 1 <= r < n,
+    V == r*G + c*A (pycryptodome's point arithmetic)."""
+    from Crypto.PublicKey import ECC
+
+    def point(b: bytes):
+        if len(b) != 65 or b[0] != 4:
+            raise ValueError("not an uncompressed point")
+        return ECC.EccPoint(int.from_bytes(b[1:33], "big"), int.from_bytes(b[33:], "big"), "P-256")
+
+    try:
+        v, a = point(v_point), point(a_point)
+    except ValueError:
+        return False
+    if not 1 <= r < P256_N or v.is_point_at_infinity() or a.is_point_at_infinity():
+        return False
+    c = schnorr_challenge(v_point, a_point, key_id, challenge, client_addr, server_addr, service_port)
+    return point(G_POINT) * r + a * c == v
+
+
+def zk_pack(**fields) -> bytes:
+    """A zkp_zk_proof (type ZK_PROOF); key_id and slot in host order."""
+    out = {"magic": _be32(_L.const("ZKP_MAGIC")), "version": _L.const("ZKP_VERSION"),
+           "type": _L.const("ZKP_ZK_PROOF")}
+    for k, v in fields.items():
+        out[k] = _be32(v) if k in ("key_id", "slot", "lifetime_s") else v
+    return _L.pack(ZK_MSG, **out)
+
+
+def zk_proof_message(challenge_msg: dict, key: ec.EllipticCurvePrivateKey, key_id: int,
+                     client_addr: str, server_addr: str, service_port: int) -> bytes:
+    v_point, r = schnorr_prove(key, key_id, challenge_msg["challenge"], client_addr, server_addr,
+                               service_port)
+    return zk_pack(key_id=key_id, slot=challenge_msg["slot"], client_nonce=challenge_msg["client_nonce"],
+                   challenge=challenge_msg["challenge"], v=v_point[1:], r=r.to_bytes(32, "big"))
+
+
 @dataclass
 class ZkpAccepted:
     server: str
@@ -101,13 +198,28 @@ class ZkpAccepted:
 
 def connect(host: str, port: int, secret: bytes, key_id: int, timeout: float = 1.0,
             retries: int = 3, source: str | None = None) -> ZkpAccepted:
-    """HELLO -> CHALLENGE -> PROOF -> ACCEPT. Raises CryptbpfError when no
-    ACCEPT comes (the server says nothing to a wrong proof).
+    """HELLO -> CHALLENGE -> PROOF -> ACCEPT with an HMAC key. Raises
+    CryptbpfError when no ACCEPT comes (the server says nothing to a wrong
+    proof).
 
     A lost datagram restarts the whole exchange with a fresh hello: a proof
     is good for one challenge only, so resending it after a lost ACCEPT
     would be refused as a replay."""
     verifier = derive_verifier(secret)
+    return _connect(host, port, key_id, timeout, retries, source,
+                    lambda chal, client, server: proof_message(chal, verifier, client, key_id))
+
+
+def connect_zk(host: str, port: int, key: ec.EllipticCurvePrivateKey, key_id: int,
+               timeout: float = 1.0, retries: int = 3, source: str | None = None) -> ZkpAccepted:
+    """HELLO -> CHALLENGE -> ZK_PROOF -> ACCEPT with a Schnorr key (a P-256
+    private key whose public key the server registered under key_id)."""
+    return _connect(host, port, key_id, timeout, retries, source,
+                    lambda chal, client, server: zk_proof_message(chal, key, key_id, client, server, port))
+
+
+def _connect(host: str, port: int, key_id: int, timeout: float, retries: int, source: str | None,
+             make_proof: Callable[[dict, str, str], bytes]) -> ZkpAccepted:
     server = resolve_ipv4(host)
     challenged = False
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -122,22 +234,22 @@ def connect(host: str, port: int, secret: bytes, key_id: int, timeout: float = 1
             if chal is None:
                 continue
             challenged = True
-            acc = _exchange(s, proof_message(chal, verifier, client_addr, key_id), "accept")
+            acc = _exchange(s, make_proof(chal, client_addr, server), "accept", chal["client_nonce"])
             if acc is not None and acc["challenge"] == chal["challenge"]:
                 return ZkpAccepted(server, port, client_addr, key_id, acc["lifetime_s"],
                                    (time.monotonic() - t0) * 1000)
     if not challenged:
         raise CryptbpfError(f"no answer from {host}:{port} within {timeout:g}s, {retries} hello(s) "
                             f"sent (is zkp-filter loaded there with control port {port}?)")
-    raise CryptbpfError("proof not accepted: wrong secret or key id, revoked key, "
-                        "or the challenge expired")
+    raise CryptbpfError("proof not accepted: wrong secret or key, wrong key id or mode, revoked key, "
+                        "budget spent, or the challenge expired")
 
 
-def _exchange(s: socket.socket, request: bytes, want: str) -> dict | None:
+def _exchange(s: socket.socket, request: bytes, want: str, nonce: bytes | None = None) -> dict | None:
     """Send `request`; the answer of type `want` for the same client nonce,
     or None after the socket's timeout."""
     want_type = _L.const(f"ZKP_{want.upper()}")
-    nonce = unpack(request)["client_nonce"]
+    nonce = nonce or unpack(request)["client_nonce"]
     s.send(request)
     deadline = time.monotonic() + s.gettimeout()
     while time.monotonic() < deadline:
