@@ -136,7 +136,7 @@ def test_valid_proof_authorizes_source_and_is_answered(zkp):
     auth = zf.authorizations(zkp)
     assert [(a["source"], a["key_id"]) for a in auth] == [(CLIENT, KEY_ID)]
     assert 290 < auth[0]["expires_in_s"] <= 300
-    assert zf.key_counters(zkp)[KEY_ID] == {"accepted": 1, "bad_proof": 0, "replayed": 0}
+    assert zf.key_counters(zkp)[KEY_ID] == {"accepted": 1, "bad_proof": 0, "replayed": 0, "over_budget": 0}
     s = stats(zkp)
     assert (s["accepted"], s["passed"], s["dropped"]) == (1, 2, 4)
 

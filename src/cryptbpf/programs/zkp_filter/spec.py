@@ -1,10 +1,13 @@
 """zkp-filter: challenge-response access control at XDP.
 
 Protected ports are dropped at XDP for every source that has not proved
-knowledge of a secret (HMAC-SHA256 challenge-response; a hash-based proof
-of knowledge, not a zero-knowledge proof). The server stores per key id only
-the verifier HMAC-SHA256(secret, "cryptbpf zkp v1"). Wire format:
-bpf/include/zkp_filter.h; the client is cryptbpf.programs.zkp_filter.client."""
+knowledge of a key. Per key id, one mode: Schnorr (a non-interactive
+zero-knowledge proof of knowledge of a P-256 private key, RFC 8235; the
+server stores only the public key) or HMAC (HMAC-SHA256 challenge-response,
+a proof of knowledge of a shared secret, not zero-knowledge; the server
+stores the verifier HMAC-SHA256(secret, "cryptbpf zkp v1"), which is enough
+to prove). Wire format: bpf/include/zkp_filter.h; the client is
+cryptbpf.programs.zkp_filter.client."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from ...ports import udp_port as _port
 from ...keys import random_key
 from ..base import Hook, ProgramSpec
 from .control import (NAME, SERVER_KEY_LEN, authorizations, install_server_key, key_counters,
-                      protect, protected_ports)
+                      key_modes, protect, protected_ports)
 from .cli import cli
 
 
@@ -30,21 +33,29 @@ class ZkpFilter(ProgramSpec):
             protect(handle, _port(p))
 
     def status(self, handle) -> dict[str, Any]:
+        modes = key_modes(handle)
         return {"stats": self.stats(handle), "protected_ports": protected_ports(handle),
-                "keys": [{"key_id": k, **c} for k, c in key_counters(handle).items()],
+                "global_budget": {"rate": handle.get_global_int("global_rate"),
+                                  "burst": handle.get_global_int("global_burst")},
+                "keys": [{"key_id": k, "mode": modes.get(k), **c}
+                         for k, c in key_counters(handle).items()],
                 "authorized": authorizations(handle)}
 
 
 SPEC = ZkpFilter(
     name=NAME,
     object="zkp_filter",
-    summary="challenge-response (HMAC) access control for ports, at XDP",
+    summary="port access after a zero-knowledge (Schnorr P-256) or HMAC proof, verified at XDP",
     hooks=[Hook("zkp_filter", "xdp")],
     requires=["xdp", "syscall_prog", "bpf_loop", "xdp_load_bytes", "dynptr_mem"],
     knobs={"control_port": "UDP port of the hello/proof exchange (default 7227)",
            "slot_s": "challenge time slot in seconds; a challenge lives 1-2 slots (default 30)",
-           "auth_ttl_s": "seconds a valid proof authorizes its source (default 300)"},
-    knob_ranges={"control_port": (1, 65535), "slot_s": (1, 86400), "auth_ttl_s": (1, 2**32 - 1)},
+           "auth_ttl_s": "seconds a valid proof authorizes its source (default 300)",
+           "global_rate": "Schnorr verifications per second, all keys together (default 4000)",
+           "global_burst": "Schnorr verifications back to back, all keys together (default 200)"},
+    # global_rate: the BPF side divides a second by it
+    knob_ranges={"control_port": (1, 65535), "slot_s": (1, 86400), "auth_ttl_s": (1, 2**32 - 1),
+                 "global_rate": (1, 10**9), "global_burst": (1, 2**32 - 1)},
     header="zkp_filter",
     stats_type="struct zkp_filter_stats",
     cli=cli,
