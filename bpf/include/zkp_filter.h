@@ -100,7 +100,7 @@
 #define ZKP_MAX_PORTS      64
 #define ZKP_MAX_AUTHORIZED 65536
 #define ZKP_MAX_USED       65536
-#define ZKP_MAX_ZK_KEYS    64      /* Schnorr keys: 148 KB of table each */
+#define ZKP_MAX_ZK_KEYS    16      /* Schnorr keys: 148 KB of table each, preallocated */
 
 #define ZKP_SCHNORR_LABEL_LEN 16   /* "cbzkp schnorr v1" */
 #define ZKP_POINT_LEN         65   /* 04 || X || Y */
