@@ -133,6 +133,21 @@ def udp_echo(ns: str, addr: str, port: int):
         s.close()
 
 
+def udp_echo_reachable(ns: str, addr: str, port: int, timeout: float = 0.3) -> bool:
+    """Does a udp_echo() service at addr:port answer a datagram sent from
+    namespace `ns` within `timeout` seconds?"""
+    from cryptbpf import netns
+    with netns.inside(ns):
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with c:
+        c.settimeout(timeout)
+        c.sendto(b"ping", (addr, port))
+        try:
+            return c.recv(100) == b"echo:ping"
+        except socket.timeout:
+            return False
+
+
 def run_cli(*args: str, check: bool = False, **kw) -> subprocess.CompletedProcess:
     """Run the real `cryptbpf` entry point in a subprocess."""
     res = subprocess.run([sys.executable, "-m", "cryptbpf.cli", *args],

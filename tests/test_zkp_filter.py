@@ -5,7 +5,6 @@ between two network namespaces with the real client."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import pytest
@@ -21,7 +20,7 @@ from cryptbpf.bpf.object import BpfObject
 from cryptbpf.bpf.pins import Pinned
 from cryptbpf.programs.zkp_filter import SPEC, control as zf
 
-from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo
+from conftest import TEST_OBJ_DIR, require_feature, run_cli, system_snapshot, udp_echo, udp_echo_reachable
 from xdp_frames import (CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply,
                         tcp_frame, udp_frame)
 
@@ -341,15 +340,7 @@ APP_PORT = 5555
 
 
 def _app_reachable(ns: str, addr: str) -> bool:
-    with netns.inside(ns):
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with c:
-        c.settimeout(0.3)
-        c.sendto(b"ping", (addr, APP_PORT))
-        try:
-            return c.recv(100) == b"echo:ping"
-        except socket.timeout:
-            return False
+    return udp_echo_reachable(ns, addr, APP_PORT)
 
 
 def cli_in_ns(ns: str, *args: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,6 @@ import hashlib
 import ipaddress
 import os
 import secrets
-import socket
 import struct
 import time
 
@@ -29,7 +28,7 @@ from cryptbpf.bpf.pins import Pinned
 from cryptbpf.errors import CryptbpfError
 from cryptbpf.programs.zkp_filter import SPEC, client as zc, control as zf
 
-from conftest import require_feature, run_cli, system_snapshot, udp_echo
+from conftest import require_feature, run_cli, system_snapshot, udp_echo, udp_echo_reachable
 from xdp_frames import CLIENT, SERVER, XDP_DROP, XDP_PASS, XDP_TX, check_reply, tcp_frame, udp_frame
 
 CTRL = 7227
@@ -550,15 +549,7 @@ APP_PORT = 5556
 
 
 def _app_reachable(ns: str, addr: str) -> bool:
-    with netns.inside(ns):
-        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with c:
-        c.settimeout(0.3)
-        c.sendto(b"ping", (addr, APP_PORT))
-        try:
-            return c.recv(100) == b"echo:ping"
-        except socket.timeout:
-            return False
+    return udp_echo_reachable(ns, addr, APP_PORT)
 
 
 def test_schnorr_exchange_between_namespaces_opens_the_port_until_it_expires(veth_pair, tmp_path):
