@@ -38,7 +38,6 @@
 #include "gcra.bpf.h"
 #include "frame_classify.bpf.h"
 #include "xdp_reply.bpf.h"
-#include "zkp_filter.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -430,8 +429,6 @@ static __noinline int on_zk_proof(struct xdp_md *ctx, struct zkp_scratch *s,
 	__u64 now;
 	int ret;
 
-	if (!s || !u)
-		return XDP_DROP;
 	if (!skey) {
 		COUNT(no_key);
 		return XDP_DROP;

@@ -230,7 +230,8 @@ def test_userspace_verifier_agrees_with_the_independent_one(zk):
     V, r = ind_prove(zk.a, KEY_ID, chal["challenge"])
     args = (KEY_ID, chal["challenge"], CLIENT, SERVER, CTRL)
     assert zc.schnorr_verify(sec1(zk.A), sec1(V), r, *args)
-    for bad_v, bad_r in [(V, (r + 1) % N), ((V[0], P - V[1]), r), (V, 0), (V, N), ((V[0], V[1] ^ 1), r)]:
+    for bad_v, bad_r in [(V, (r + 1) % N), ((V[0], P - V[1]), r), (V, 0), (V, N), ((V[0], V[1] ^ 1), r),
+                         ((0, 0), r), ((P, V[1]), r), ((V[0], 2**256 - 1), r)]:
         assert not zc.schnorr_verify(sec1(zk.A), sec1(bad_v), bad_r, *args)
         assert not ind_verify(zk.A, bad_v, bad_r, *args)
 

@@ -30,7 +30,7 @@ from typing import Callable
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ...addresses import bind_local, resolve_ipv4
-from ...crypto.p256 import N as P256_N
+from ...crypto.p256 import N as P256_N, P as P256_P
 from ...crypto.p256_keys import public_point
 from ...errors import CryptbpfError
 from ...bpf.headers import Layout
@@ -155,9 +155,10 @@ def schnorr_verify(a_point: bytes, v_point: bytes, r: int, key_id: int, challeng
     from Crypto.PublicKey import ECC
 
     def point(b: bytes):
-        if len(b) != 65 or b[0] != 4:
+        x, y = int.from_bytes(b[1:33], "big"), int.from_bytes(b[33:], "big")
+        if len(b) != 65 or b[0] != 4 or x >= P256_P or y >= P256_P:
             raise ValueError("not an uncompressed point")
-        return ECC.EccPoint(int.from_bytes(b[1:33], "big"), int.from_bytes(b[33:], "big"), "P-256")
+        return ECC.EccPoint(x, y, "P-256")      # ValueError off the curve; (0, 0): infinity
 
     try:
         v, a = point(v_point), point(a_point)
