@@ -352,7 +352,7 @@ static __always_inline __s64 route_inner(struct __sk_buff *skb, const struct fra
 			return -1;
 		peer = bpf_map_lookup_elem(&allowed_v6, &k6);
 	}
-	return peer && *peer < WG_MAX_PEERS ? *peer : -1;
+	return peer && *peer < WG_MAX_PEERS ? (__s64)*peer : -1;
 }
 
 /* Checks, peer, keypair, endpoint, counter; then the room for the outer

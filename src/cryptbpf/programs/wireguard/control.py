@@ -65,9 +65,177 @@ def _check_peer(peer_id: int) -> None:
         raise CryptbpfError(f"peer id {peer_id} out of range (0..{MAX_PEERS - 1})")
 
 
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
 def _addr16(addr: str) -> tuple[int, bytes]:
     a = ipaddress.ip_address(addr)
     return a.version, a.packed.ljust(16, b"\0")
+
+
+class Maps:
+    """The instance's maps and programs: `handle` is a loaded BpfObject or
+    a pins.Pinned. Everything here works without devices (the tests drive
+    it through BPF_PROG_TEST_RUN)."""
+
+    def __init__(self, handle):
+        self.h = handle
+
+    def configure(self, listen_port: int, pair_ifindex: int, wg_mac: bytes, pair_mac: bytes) -> None:
+        cfg = L.pack("struct wg_config", pair_ifindex=pair_ifindex, listen_port=_be16(listen_port),
+                     wg_mac=wg_mac, pair_mac=pair_mac)
+        self.h.map("wg_config_map").update(0, cfg)
+
+    def add_peer(self, peer_id: int) -> None:
+        _check_peer(peer_id)
+        self._set_slots(peer_id, {"current": KEY_NONE, "previous": KEY_NONE, "next": KEY_NONE,
+                                  "configured": 1})
+
+    def allow(self, peer_id: int, net: IPNetwork) -> None:
+        self.h.map(f"allowed_v{net.version}").update(_lpm_key(net), _u32(peer_id))
+
+    def disallow(self, net: IPNetwork) -> None:
+        self.h.map(f"allowed_v{net.version}").delete(_lpm_key(net))
+
+    def set_endpoint(self, peer_id: int, addr: str, port: int, ifindex: int, local: str) -> None:
+        fam, packed = _addr16(addr)
+        ep = L.new("struct wg_endpoint", family=fam, port=_be16(port), ifindex=ifindex)
+        L.ffi.memmove(ep.addr.a, packed, 16)
+        L.ffi.memmove(ep.local.a, _addr16(local)[1], 16)
+        m = self.h.map("endpoints")
+        m.update(peer_id, bytes(L.ffi.buffer(ep)).ljust(m.value_size, b"\0"), BPF_F_LOCK)
+
+    def endpoint(self, peer_id: int) -> Endpoint | None:
+        e = L.unpack("struct wg_endpoint", self.h.map("endpoints").lookup(peer_id))
+        if e["family"] not in (4, 6):
+            return None
+        raw = e["addr"]["a"][:4 if e["family"] == 4 else 16]
+        return str(ipaddress.ip_address(raw)), socket.ntohs(e["port"])
+
+    def forget_peer(self, peer_id: int) -> None:
+        """Keypairs wiped, slots, endpoint, counters and event time cleared."""
+        for idx, kp in list(self.keypairs()):
+            if kp["peer_id"] == peer_id:
+                self.wipe(idx)
+        for name in ("peer_keys", "endpoints"):
+            m = self.h.map(name)
+            m.update(peer_id, b"\0" * m.value_size, BPF_F_LOCK)
+        st = self.h.map("stats")
+        st.update(peer_id, b"\0" * st.value_size)
+        self.h.map("event_times").update(peer_id, b"\0" * 8)
+
+    # ---- keypairs ----
+    def install_keypair(self, peer_id: int, local_index: int, remote_index: int,
+                        send_key: bytes, recv_key: bytes, initiator: bool) -> None:
+        """DataPlane.install_keypair; keypairs that fall out of every slot
+        are wiped (WireGuard frees them)."""
+        _check_peer(peer_id)
+        slots = self.slots(peer_id)
+        if not slots["configured"]:
+            raise CryptbpfError(f"peer {peer_id} is not configured")
+        if local_index == KEY_NONE:
+            raise CryptbpfError("local index 0 is reserved (no keypair)")
+        m = self.h.map("keypairs")
+        kp = L.pack("struct wg_keypair", peer_id=peer_id, remote_index=remote_index,
+                    send_key=send_key, recv_key=recv_key)
+        # a fresh element: its counter and replay window start at zero
+        m.update(local_index, kp.ljust(m.value_size, b"\0"), BPF_NOEXIST)
+        if initiator:       # WireGuard: previous <- next or current, current <- new
+            retired = [slots["previous"]]
+            if slots["next"] != KEY_NONE:
+                retired.append(slots["current"])
+                slots["previous"] = slots["next"]
+            else:
+                slots["previous"] = slots["current"]
+            slots.update(current=local_index, next=KEY_NONE)
+        else:               # the responder's: held as next until the peer uses it
+            retired = [slots["next"]]
+            slots["next"] = local_index
+        self._set_slots(peer_id, slots)
+        for idx in retired:
+            if idx != KEY_NONE and idx not in (slots["current"], slots["previous"], slots["next"]):
+                self.wipe(idx)
+
+    def expire_keypair(self, local_index: int) -> None:
+        kp = self.keypair(local_index)
+        if kp is None:
+            return
+        slots = self.slots(kp["peer_id"])
+        for s in ("current", "previous", "next"):
+            if slots[s] == local_index:
+                slots[s] = KEY_NONE
+        self._set_slots(kp["peer_id"], slots)
+        self.wipe(local_index)
+
+    def slots(self, peer_id: int) -> dict:
+        return L.unpack("struct wg_peer_keys", self.h.map("peer_keys").lookup(peer_id))
+
+    def _set_slots(self, peer_id: int, slots: dict) -> None:
+        m = self.h.map("peer_keys")
+        m.update(peer_id, L.pack("struct wg_peer_keys", **slots).ljust(m.value_size, b"\0"), BPF_F_LOCK)
+
+    def keypair(self, idx: int) -> dict | None:
+        raw = self.h.map("keypairs").lookup(idx)
+        return L.unpack("struct wg_keypair", raw) if raw else None
+
+    def set_send_counter(self, idx: int, counter: int) -> None:
+        """For tests of REJECT_AFTER_MESSAGES: the keypair's next counter."""
+        m = self.h.map("keypairs")
+        raw = bytearray(m.lookup(idx))
+        off = dict((n, o) for n, o, _ in L.fields("struct wg_keypair"))["send_counter"]
+        raw[off:off + 8] = struct.pack("<Q", counter)
+        m.update(idx, bytes(raw), 2)
+
+    def keypairs(self):
+        for k in list(self.h.map("keypairs").keys()):
+            idx = int.from_bytes(k, "little")
+            kp = self.keypair(idx)
+            if kp:
+                yield idx, kp
+
+    def wipe(self, idx: int) -> None:
+        """Overwrite the keys, then remove the keypair."""
+        m = self.h.map("keypairs")
+        if m.lookup(idx) is None:
+            return
+        m.update(idx, b"\0" * m.value_size, 2)      # BPF_EXIST
+        m.delete(idx)
+
+    # ---- state ----
+    def stats(self, peer_id: int) -> dict[str, int]:
+        """The peer's counters (row NO_PEER_ROW: what belongs to no peer);
+        sums over CPUs, times the latest."""
+        out = dict.fromkeys(STATS_FIELDS, 0)
+        for raw in self.h.map("stats").lookup_percpu(peer_id) or []:
+            row = L.unpack("struct wg_stats", raw)
+            for f in STATS_FIELDS:
+                out[f] = max(out[f], row[f]) if f in _TIME_FIELDS else out[f] + row[f]
+        return out
+
+    def peer_state(self, peer_id: int) -> PeerState:
+        _check_peer(peer_id)
+        st, slots = self.stats(peer_id), self.slots(peer_id)
+        kp = self.keypair(slots["current"]) if slots["current"] != KEY_NONE else None
+        return PeerState(rx_bytes=st["rx_bytes"], tx_bytes=st["tx_bytes"],
+                         last_rx_ns=st["last_rx_ns"], last_tx_ns=st["last_tx_ns"],
+                         last_data_tx_ns=st["last_data_tx_ns"], last_data_rx_ns=st["last_data_rx_ns"],
+                         send_counter=kp["send_counter"] if kp else 0,
+                         current_index=slots["current"] if kp else 0,
+                         endpoint=self.endpoint(peer_id))
+
+    def keepalive(self, peer_id: int) -> bytes | None:
+        """Sealed by wg_keepalive through BPF_PROG_TEST_RUN, so the counter
+        is taken from the keypair the data plane sends with."""
+        _check_peer(peer_id)
+        frame = b"\0" * 14 + _u32(peer_id) + b"\0" * (wire.MIN_LEN - 4)
+        r = self.h.program("wg_keepalive").test_run(data=frame)
+        return r.data[14:14 + wire.MIN_LEN] if r.retval == 0 else None
+
+
+def parse_event(raw: bytes) -> NeedHandshake | None:
+    ev = L.unpack("struct wg_event", raw)
+    return NeedHandshake(ev["peer_id"]) if ev["type"] == C("WG_EVENT_NEED_HANDSHAKE") else None
 
 
 class BpfDataPlane:
@@ -94,6 +262,7 @@ class BpfDataPlane:
                        "wireguard": {"device": name, "netns": ns}}
         try:
             self._obj.load()
+            self.maps = Maps(self._obj)
             pins.pin_object(self.instance, self._obj)
             pins.write_state(self.instance, self._state)
             with netns.inside(ns):
@@ -114,11 +283,7 @@ class BpfDataPlane:
     # ---- setup ----
     def _configure(self) -> None:
         wg, pair = netdev.link(self.name), netdev.link(self.pair)
-        cfg = L.pack("struct wg_config", pair_ifindex=pair["ifindex"],
-                     listen_port=_be16(self.listen_port),
-                     wg_mac=bytes.fromhex(wg["address"].replace(":", "")),
-                     pair_mac=bytes.fromhex(pair["address"].replace(":", "")))
-        self._obj.map("wg_config_map").update(0, cfg)
+        self.maps.configure(self.listen_port, pair["ifindex"], _mac(wg["address"]), _mac(pair["address"]))
 
     def _attach(self, dev: str, prog: str) -> None:
         att = attach.tc_attach(self._obj.program(prog).fd, attach.ifindex(dev), "ingress")
@@ -127,166 +292,56 @@ class BpfDataPlane:
                                        "device_settings": None}
         pins.write_state(self.instance, self._state)
 
-    # ---- peers ----
+    # ---- DataPlane ----
     def set_peer(self, peer_id: int, public_key: bytes, endpoint: Endpoint | None,
                  allowed_ips: Iterable[IPNetwork]) -> None:
         _check_peer(peer_id)
         new = {ipaddress.ip_network(n) for n in allowed_ips}
         old = self._peers.get(peer_id, {}).get("allowed", set())
-        keys = self._obj.map("peer_keys")
         if peer_id not in self._peers:
-            keys.update(peer_id, L.pack("struct wg_peer_keys", configured=1).ljust(keys.value_size, b"\0"))
+            self.maps.add_peer(peer_id)
         self._peers[peer_id] = {"public_key": public_key, "allowed": new}
-        if endpoint is not None:
-            self.set_endpoint(peer_id, endpoint)
         with netns.inside(self.ns):
+            if endpoint is not None:
+                ifindex, local = netdev.route_to(endpoint[0])
+                self.maps.set_endpoint(peer_id, endpoint[0], endpoint[1], ifindex, local)
             for net in old - new:
-                self._obj.map(f"allowed_v{net.version}").delete(_lpm_key(net))
+                self.maps.disallow(net)
                 netdev.route_cmd(net, self.name, "del")
             for net in new:
-                self._obj.map(f"allowed_v{net.version}").update(_lpm_key(net), _u32(peer_id))
+                self.maps.allow(peer_id, net)
                 if net.prefixlen:       # a default route: wg-quick's policy routing (the daemon's)
                     netdev.route_cmd(net, self.name, "replace")
-
-    def set_endpoint(self, peer_id: int, endpoint: Endpoint) -> None:
-        addr, port = endpoint
-        fam, packed = _addr16(addr)
-        with netns.inside(self.ns):
-            ifindex, local = netdev.route_to(addr)
-        ep = L.new("struct wg_endpoint", family=fam, port=_be16(port), ifindex=ifindex)
-        L.ffi.memmove(ep.addr.a, packed, 16)
-        L.ffi.memmove(ep.local.a, _addr16(local)[1], 16)
-        ep = bytes(L.ffi.buffer(ep))
-        m = self._obj.map("endpoints")
-        m.update(peer_id, ep.ljust(m.value_size, b"\0"), BPF_F_LOCK)
 
     def remove_peer(self, peer_id: int) -> None:
         _check_peer(peer_id)
         info = self._peers.pop(peer_id, None)
-        for idx, kp in list(self._keypairs()):
-            if kp["peer_id"] == peer_id:
-                self._wipe(idx)
         with netns.inside(self.ns):
             for net in (info or {}).get("allowed", ()):
-                self._obj.map(f"allowed_v{net.version}").delete(_lpm_key(net))
+                self.maps.disallow(net)
                 netdev.route_cmd(net, self.name, "del")
-        for name in ("peer_keys", "endpoints"):
-            m = self._obj.map(name)
-            m.update(peer_id, b"\0" * m.value_size, BPF_F_LOCK)
-        st = self._obj.map("stats")
-        st.update(peer_id, b"\0" * st.value_size)
-        self._obj.map("event_times").update(peer_id, b"\0" * 8)
+        self.maps.forget_peer(peer_id)
 
-    # ---- keypairs ----
     def install_keypair(self, peer_id: int, local_index: int, remote_index: int,
                         send_key: bytes, recv_key: bytes, initiator: bool) -> None:
-        _check_peer(peer_id)
-        if peer_id not in self._peers:
-            raise CryptbpfError(f"peer {peer_id} is not configured")
-        if local_index == KEY_NONE:
-            raise CryptbpfError("local index 0 is reserved (no keypair)")
-        m = self._obj.map("keypairs")
-        kp = L.pack("struct wg_keypair", peer_id=peer_id, remote_index=remote_index,
-                    send_key=send_key, recv_key=recv_key)
-        # a fresh element: its counter and replay window start at zero
-        m.update(local_index, kp.ljust(m.value_size, b"\0"), BPF_NOEXIST)
-        slots = self._slots(peer_id)
-        if initiator:       # WireGuard: previous <- next or current, current <- new
-            retired = [slots["previous"]]
-            if slots["next"] != KEY_NONE:
-                retired.append(slots["current"])
-                slots["previous"] = slots["next"]
-            else:
-                slots["previous"] = slots["current"]
-            slots.update(current=local_index, next=KEY_NONE)
-        else:               # the responder's: held as next until the peer uses it
-            retired = [slots["next"]]
-            slots["next"] = local_index
-        self._set_slots(peer_id, slots)
-        for idx in retired:
-            if idx != KEY_NONE and idx not in (slots["current"], slots["previous"], slots["next"]):
-                self._wipe(idx)
+        self.maps.install_keypair(peer_id, local_index, remote_index, send_key, recv_key, initiator)
 
     def expire_keypair(self, local_index: int) -> None:
-        kp = self._keypair(local_index)
-        if kp is None:
-            return
-        slots = self._slots(kp["peer_id"])
-        for s in ("current", "previous", "next"):
-            if slots[s] == local_index:
-                slots[s] = KEY_NONE
-        self._set_slots(kp["peer_id"], slots)
-        self._wipe(local_index)
-
-    def _slots(self, peer_id: int) -> dict:
-        raw = self._obj.map("peer_keys").lookup(peer_id)
-        return L.unpack("struct wg_peer_keys", raw)
-
-    def _set_slots(self, peer_id: int, slots: dict) -> None:
-        m = self._obj.map("peer_keys")
-        m.update(peer_id, L.pack("struct wg_peer_keys", **slots).ljust(m.value_size, b"\0"), BPF_F_LOCK)
-
-    def _keypair(self, idx: int) -> dict | None:
-        raw = self._obj.map("keypairs").lookup(idx)
-        return L.unpack("struct wg_keypair", raw) if raw else None
-
-    def _keypairs(self):
-        for k in list(self._obj.map("keypairs").keys()):
-            kp = self._keypair(int.from_bytes(k, "little"))
-            if kp:
-                yield int.from_bytes(k, "little"), kp
-
-    def _wipe(self, idx: int) -> None:
-        """Overwrite the keys, then remove the keypair."""
-        m = self._obj.map("keypairs")
-        try:
-            m.update(idx, b"\0" * m.value_size, 2)      # BPF_EXIST
-        except CryptbpfError:
-            return
-        m.delete(idx)
-
-    # ---- state ----
-    def stats(self, peer_id: int) -> dict[str, int]:
-        """The peer's counters (row NO_PEER_ROW: what belongs to no peer);
-        sums over CPUs, times the latest."""
-        out = dict.fromkeys(STATS_FIELDS, 0)
-        for raw in self._obj.map("stats").lookup_percpu(peer_id) or []:
-            row = L.unpack("struct wg_stats", raw)
-            for f in STATS_FIELDS:
-                out[f] = max(out[f], row[f]) if f in _TIME_FIELDS else out[f] + row[f]
-        return out
-
-    def endpoint(self, peer_id: int) -> Endpoint | None:
-        e = L.unpack("struct wg_endpoint", self._obj.map("endpoints").lookup(peer_id))
-        if e["family"] not in (4, 6):
-            return None
-        raw = e["addr"]["a"][:4 if e["family"] == 4 else 16]
-        return str(ipaddress.ip_address(raw)), socket.ntohs(e["port"])
+        self.maps.expire_keypair(local_index)
 
     def peer_state(self, peer_id: int) -> PeerState:
-        _check_peer(peer_id)
-        st, slots = self.stats(peer_id), self._slots(peer_id)
-        kp = self._keypair(slots["current"]) if slots["current"] != KEY_NONE else None
-        return PeerState(rx_bytes=st["rx_bytes"], tx_bytes=st["tx_bytes"],
-                         last_rx_ns=st["last_rx_ns"], last_tx_ns=st["last_tx_ns"],
-                         last_data_tx_ns=st["last_data_tx_ns"], last_data_rx_ns=st["last_data_rx_ns"],
-                         send_counter=kp["send_counter"] if kp else 0,
-                         current_index=slots["current"] if kp else 0,
-                         endpoint=self.endpoint(peer_id))
+        return self.maps.peer_state(peer_id)
 
     def keepalive(self, peer_id: int) -> bytes | None:
-        """Sealed by wg_keepalive through BPF_PROG_TEST_RUN, so the counter
-        is taken from the keypair the data plane sends with."""
-        _check_peer(peer_id)
-        frame = b"\0" * 14 + _u32(peer_id) + b"\0" * (wire.MIN_LEN - 4)
-        r = self._obj.program("wg_keepalive").test_run(data=frame)
-        return r.data[14:14 + wire.MIN_LEN] if r.retval == 0 else None
+        return self.maps.keepalive(peer_id)
 
-    # ---- events ----
+    def stats(self, peer_id: int) -> dict[str, int]:
+        return self.maps.stats(peer_id)
+
     def _on_event(self, raw: bytes) -> None:
-        ev = L.unpack("struct wg_event", raw)
-        if ev["type"] == C("WG_EVENT_NEED_HANDSHAKE"):
-            self._events.append(NeedHandshake(ev["peer_id"]))
+        ev = parse_event(raw)
+        if ev:
+            self._events.append(ev)
 
     def events(self) -> list[NeedHandshake]:
         if self._rb is not None:
@@ -298,12 +353,6 @@ class BpfDataPlane:
         if self._rb is None:
             raise CryptbpfError(f"{self.name}: the data plane is closed")
         return self._rb.fileno()
-
-    def map(self, name: str):
-        return self._obj.map(name)
-
-    def program(self, name: str):
-        return self._obj.program(name)
 
     # ---- teardown ----
     def close(self) -> None:
