@@ -420,8 +420,9 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, stru
 		return TC_ACT_SHOT;
 	}
 	c->encap = s->ep.family == WG_AF_INET ? WG_ENCAP4 : WG_ENCAP6;
+	/* growth: from the frame as it is to the sealed one */
 	if (bpf_check_mtu(skb, s->ep.ifindex, &mtu,
-			  c->encap + c->padded + NOISE_AUTHTAG_LEN - (skb->len - WG_L3_OFF - c->inner), 0)) {
+			  (__s32)(WG_L3_OFF + c->encap + c->padded + NOISE_AUTHTAG_LEN) - (__s32)skb->len, 0)) {
 		COUNT(c->st, too_big);
 		return TC_ACT_SHOT;
 	}
