@@ -3,7 +3,7 @@ byte-exact against pyca `cryptography` (wire.py, WireGuard's nonce layout),
 and every way a message can be refused, dropped and counted.
 
 The object is loaded without devices; its maps are filled through
-control.Maps (as the daemon's calls would), the endpoint's device is lo
+bdp.Maps (as the daemon's calls would), the endpoint's device is lo
 (ifindex 1, for bpf_check_mtu), and the pair end's ifindex is 1 too: the
 programs' verdicts are TC_ACT_REDIRECT (7) where they would forward."""
 
@@ -21,7 +21,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from cryptbpf.bpf.ringbuf import RingBuffer
-from cryptbpf.programs.wireguard import control, wire
+from cryptbpf.programs.wireguard import bpf_dataplane as bdp, wire
 
 from conftest import require_feature
 
@@ -39,7 +39,7 @@ INNER = {4: ("10.8.0.1", "10.8.0.2"), 6: ("fd08::1", "fd08::2")}             # (
 def wg(load_object):
     require_feature("bpf_loop")
     obj = load_object("wireguard")
-    m = control.Maps(obj)
+    m = bdp.Maps(obj)
     m.configure(PORT, 1, WG_MAC, PAIR_MAC)
     for pid, nets in ((PEER, ["10.8.0.2/32", "10.9.0.0/16", "fd08::2/128"]), (OTHER, ["10.7.0.0/16"])):
         m.add_peer(pid)
@@ -146,12 +146,12 @@ def test_cryptokey_routing_picks_the_longest_prefix(wg):
     assert wg.stats(7)["no_key"] == 1
     assert seal(wg, frame(inner_packet(4, 10, dst="10.9.2.1"))).retval == REDIRECT
     assert seal(wg, frame(inner_packet(4, 10, dst="10.10.0.1"))).retval == SHOT
-    assert wg.stats(control.NO_PEER_ROW)["no_route"] == 1
+    assert wg.stats(bdp.NO_PEER_ROW)["no_route"] == 1
 
 
 def test_no_keypair_drops_and_asks_for_a_handshake_once_a_second(wg):
     events = []
-    with RingBuffer(wg.obj.map("events"), lambda raw: events.append(control.parse_event(raw))) as rb:
+    with RingBuffer(wg.obj.map("events"), lambda raw: events.append(bdp.parse_event(raw))) as rb:
         for _ in range(3):
             assert seal(wg, frame(inner_packet(4, 10, dst="10.7.0.9"))).retval == SHOT
         rb.consume()
@@ -167,7 +167,7 @@ def test_what_cannot_be_sealed_never_leaves(wg):
     prio = bytes(Ether() / Dot1Q(vlan=0) / IP(bytes(inner_packet(4, 10))))
     for f in (arp, tagged, prio):
         assert seal(wg, f).retval == SHOT
-    st = wg.stats(control.NO_PEER_ROW)
+    st = wg.stats(bdp.NO_PEER_ROW)
     assert st["unsupported"] == 1 and st["tagged"] == 2
     # no endpoint: dropped, counted
     wg.forget_peer(PEER)
@@ -224,7 +224,7 @@ def test_handshake_messages_pass_to_the_daemon_and_other_traffic_is_untouched(wg
     # an unknown type to our port: dropped
     assert open_(wg, from_peer(struct.pack("<I", 5) + bytes(60))).retval == SHOT
     assert open_(wg, from_peer(struct.pack("<I", 0x104) + bytes(60))).retval == SHOT
-    assert wg.stats(control.NO_PEER_ROW)["malformed"] == 2
+    assert wg.stats(bdp.NO_PEER_ROW)["malformed"] == 2
 
 
 def test_replays_are_dropped_and_the_window_is_wireguards(wg):
@@ -258,7 +258,7 @@ def test_every_bit_flip_is_dropped(wg):
             bad = bytearray(msg)
             bad[i] ^= 1 << bit
             assert open_(wg, from_peer(bytes(bad))).retval != REDIRECT, (i, bit)
-    st, nope = wg.stats(PEER), wg.stats(control.NO_PEER_ROW)
+    st, nope = wg.stats(PEER), wg.stats(bdp.NO_PEER_ROW)
     # header bits: type (malformed), index (unknown_key); counter and body: the tag
     assert st["rx_packets"] == 0
     assert st["auth_failed"] == 2 * (len(msg) - 8)
@@ -271,7 +271,7 @@ def test_truncations_are_dropped(wg):
     msg = peer_message(pkt, 0)
     for n in range(len(msg)):
         assert open_(wg, from_peer(msg[:n])).retval == SHOT, n
-    st, nope = wg.stats(PEER), wg.stats(control.NO_PEER_ROW)
+    st, nope = wg.stats(PEER), wg.stats(bdp.NO_PEER_ROW)
     assert st["rx_packets"] == 0
     assert nope["malformed"] == 32 and st["auth_failed"] == len(msg) - 32
 
@@ -279,7 +279,7 @@ def test_truncations_are_dropped(wg):
 def test_wrong_index_and_wrong_key_are_dropped(wg):
     pkt = inner_packet(4, 10, src="10.8.0.2", dst="10.8.0.1")
     assert open_(wg, from_peer(peer_message(pkt, 0, idx=LOCAL_IDX + 1))).retval == SHOT
-    assert wg.stats(control.NO_PEER_ROW)["unknown_key"] == 1
+    assert wg.stats(bdp.NO_PEER_ROW)["unknown_key"] == 1
     assert open_(wg, from_peer(peer_message(pkt, 0, key=SEND))).retval == SHOT
     assert wg.stats(PEER)["auth_failed"] == 1
     # reflected: our own message back to us names the peer's index
@@ -287,11 +287,11 @@ def test_wrong_index_and_wrong_key_are_dropped(wg):
     r = seal(wg, frame(inner_packet(4, 10)))
     reflected = bytes(Ether(r.data)[UDP].payload)
     assert open_(wg, from_peer(reflected)).retval == SHOT
-    assert wg.stats(control.NO_PEER_ROW)["unknown_key"] == 2
+    assert wg.stats(bdp.NO_PEER_ROW)["unknown_key"] == 2
     # an expired keypair: its index is gone
     wg.expire_keypair(LOCAL_IDX)
     assert open_(wg, from_peer(peer_message(pkt, 1))).retval == SHOT
-    assert wg.stats(control.NO_PEER_ROW)["unknown_key"] == 3
+    assert wg.stats(bdp.NO_PEER_ROW)["unknown_key"] == 3
 
 
 def test_inner_source_outside_allowed_ips_is_dropped(wg):
@@ -315,7 +315,7 @@ def test_messages_behind_tags_are_not_opened(wg):
     deep = bytes(Ether() / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) /
                  Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / IP(f[14:]))
     assert open_(wg, deep).retval == SHOT
-    st = wg.stats(control.NO_PEER_ROW)
+    st = wg.stats(bdp.NO_PEER_ROW)
     assert st["tagged"] == 1 and st["unparsed"] == 1
     assert wg.stats(PEER)["rx_packets"] == 0
 

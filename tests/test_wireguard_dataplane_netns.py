@@ -25,7 +25,7 @@ from scapy.layers.l2 import Ether
 from cryptbpf import netns
 from cryptbpf.bpf import pins
 from cryptbpf.netns import VethPair
-from cryptbpf.programs.wireguard import control, wire
+from cryptbpf.programs.wireguard import bpf_dataplane as bdp, wire
 
 from conftest import require_feature, system_snapshot
 
@@ -52,9 +52,9 @@ class Pair:
                 netns.ip("addr", "add", f"{a}/64", "dev", dev, "nodad", netns=ns)
             self.outer = OUTER6
         self.a = self.b = None
-        self.a = control.BpfDataPlane("wg0", PORT_A, [v.dev_a], addresses=["10.99.0.1/24", "fd99::1/64"],
+        self.a = bdp.BpfDataPlane("wg0", PORT_A, [v.dev_a], addresses=["10.99.0.1/24", "fd99::1/64"],
                                       ns=v.ns_a)
-        self.b = control.BpfDataPlane("wg0", PORT_B, [v.dev_b], addresses=["10.99.0.2/24", "fd99::2/64"],
+        self.b = bdp.BpfDataPlane("wg0", PORT_B, [v.dev_b], addresses=["10.99.0.2/24", "fd99::2/64"],
                                       ns=v.ns_b)
         self.a.set_peer(PEER_OF_A, b"b" * 32, (self.outer[1], PORT_B),
                         [ipaddress.ip_network("10.99.0.2/32"), ipaddress.ip_network("fd99::2/128")])
@@ -214,7 +214,7 @@ def test_replays_bit_flips_truncations_are_dropped_and_nothing_arrives_twice(pai
             inject(pair, with_payload(captured[0], msg[:n]))
         time.sleep(0.2)
         assert recv_all(srv) == []                           # nothing delivered twice
-    st, nope = pair.b.stats(PEER_OF_B), pair.b.stats(control.NO_PEER_ROW)
+    st, nope = pair.b.stats(PEER_OF_B), pair.b.stats(bdp.NO_PEER_ROW)
     assert st["rx_packets"] == base["rx_packets"] == 3
     # every injected frame dropped, each on one counter: a replay of an
     # accepted counter is refused before any cryptography (also when its
@@ -237,7 +237,7 @@ def test_reflected_stale_and_foreign_messages_are_dropped(pair):
         ip = (IP(src=e[IP].dst, dst=e[IP].src) if IP in e else IPv6(src=e[IPv6].dst, dst=e[IPv6].src))
         back = bytes(Ether(src=e.dst, dst=e.src) / ip / UDP(sport=PORT_B, dport=PORT_A) / e[UDP].payload)
         inject(pair, back, from_a=False)
-        assert pair.a.stats(control.NO_PEER_ROW)["unknown_key"] == 1
+        assert pair.a.stats(bdp.NO_PEER_ROW)["unknown_key"] == 1
         # sealed with the right key but a source outside A's AllowedIPs at B
         for n, src in enumerate(("10.99.0.77", "10.99.0.2")):
             inner = bytes(IP(src=src, dst=b_addr) / UDP(sport=9, dport=APP_PORT) / MARKER)
@@ -249,7 +249,7 @@ def test_reflected_stale_and_foreign_messages_are_dropped(pair):
         inject(pair, with_payload(f, wire.seal(K_AB, IDX_B, 2000, inner)))
         time.sleep(0.2)
         assert recv_all(srv) == [] and recv_all(srv_a) == []
-    assert pair.b.stats(control.NO_PEER_ROW)["unknown_key"] == 1
+    assert pair.b.stats(bdp.NO_PEER_ROW)["unknown_key"] == 1
 
 
 def test_without_a_keypair_nothing_leaves_and_the_daemon_is_told(pair):
@@ -283,7 +283,7 @@ def test_close_restores_everything(root):
     require_feature("bpf_loop")
     with VethPair(f"wgc{os.getpid() % 100000}", subnet="10.217.0") as v:
         before = (system_snapshot(v.ns_a), netns.ip("route", netns=v.ns_a), netns.ip("link", netns=v.ns_a))
-        dp = control.BpfDataPlane("wg0", PORT_A, [v.dev_a], addresses=["10.99.0.1/24"], ns=v.ns_a)
+        dp = bdp.BpfDataPlane("wg0", PORT_A, [v.dev_a], addresses=["10.99.0.1/24"], ns=v.ns_a)
         dp.set_peer(1, b"x" * 32, (v.addr_b, PORT_B), [ipaddress.ip_network("10.98.0.0/16")])
         assert "10.98.0.0/16 dev wg0" in netns.ip("route", netns=v.ns_a)
         assert pins.is_loaded(dp.instance)
@@ -295,8 +295,8 @@ def test_close_restores_everything(root):
 
 CRASHER = """
 import os, sys, ipaddress
-from cryptbpf.programs.wireguard import control
-dp = control.BpfDataPlane("wg0", 51820, [sys.argv[2]], addresses=["10.99.0.1/24"], ns=sys.argv[1])
+from cryptbpf.programs.wireguard import bpf_dataplane as bdp
+dp = bdp.BpfDataPlane("wg0", 51820, [sys.argv[2]], addresses=["10.99.0.1/24"], ns=sys.argv[1])
 dp.set_peer(1, b"x" * 32, None, [ipaddress.ip_network("10.98.0.0/16")])
 print("up", flush=True)
 os.kill(os.getpid(), 9)
@@ -310,8 +310,8 @@ def test_cleanup_after_a_crash(root):
         res = subprocess.run([sys.executable, "-c", CRASHER, v.ns_a, v.dev_a], capture_output=True,
                              text=True, timeout=60)
         assert res.returncode == -signal.SIGKILL and "up" in res.stdout, res.stderr
-        inst = control.instance_name("wg0", v.ns_a)
+        inst = bdp.instance_name("wg0", v.ns_a)
         assert pins.is_loaded(inst) and "wg0" in netns.ip("link", netns=v.ns_a)
-        control.cleanup("wg0", v.ns_a)
+        bdp.cleanup("wg0", v.ns_a)
         assert (system_snapshot(v.ns_a), netns.ip("link", netns=v.ns_a)) == before
         assert not pins.is_loaded(inst)

@@ -5,7 +5,8 @@ data plane owns transport data messages (type 4) in BPF: sealing, opening,
 the send counter, the replay window, cryptokey routing. This module is the
 one interface between the two; the daemon never touches a map directly.
 
-Status: interface only, implemented by the data-plane work.
+Implemented in BPF by bpf_dataplane.BpfDataPlane; the daemon gets one
+through open_dataplane() and undoes a dead daemon's with cleanup().
 """
 
 from __future__ import annotations
@@ -77,3 +78,19 @@ class DataPlane(Protocol):
 
     def close(self) -> None:
         """Undo everything the data plane made (programs, devices, routes)."""
+
+
+def open_dataplane(cfg, listen_port: int) -> DataPlane:
+    """The BPF data plane for a wg-quick interface config (config.py's
+    InterfaceConfig: name, addresses, mtu), receiving at `listen_port` on
+    every underlay device of this namespace (bpf_dataplane.underlay_devices)."""
+    from .bpf_dataplane import BpfDataPlane, underlay_devices
+    return BpfDataPlane(cfg.name, listen_port, underlay_devices(), mtu=cfg.mtu,
+                        addresses=[str(a) for a in cfg.addresses])
+
+
+def cleanup(name: str) -> bool:
+    """Undo what the data plane of interface `name` (in this namespace)
+    left behind when its daemon died; True if there was anything."""
+    from .bpf_dataplane import cleanup as _cleanup
+    return _cleanup(name)

@@ -47,6 +47,10 @@ def exists(dev: str) -> bool:
     return subprocess.run(["ip", "link", "show", "dev", dev], capture_output=True).returncode == 0
 
 
+def devices() -> list[dict]:
+    return json.loads(run("ip", "-d", "-j", "link", "show"))
+
+
 def link(dev: str) -> dict:
     return json.loads(run("ip", "-d", "-j", "link", "show", "dev", dev))[0]
 

@@ -250,7 +250,7 @@ class BpfDataPlane:
         self.instance = instance_name(name, ns)
         if pins.is_loaded(self.instance):
             raise CryptbpfError(f"{name}: a data plane is recorded already (running, or left by a "
-                                f"crash: clean up with control.cleanup({name!r}, {ns!r}))")
+                                f"crash: clean up with bpf_dataplane.cleanup({name!r}, {ns!r}))")
         pins.pin_root(mount=True)
         self._obj: BpfObject | None = None
         self._obj = BpfObject.open(str(bpf_object(OBJECT)))
@@ -371,14 +371,36 @@ class BpfDataPlane:
         self.close()
 
 
-def cleanup(name: str, ns: str | None = None) -> None:
+def underlay_devices() -> list[str]:
+    """Where messages to the listen port can arrive, in this namespace:
+    every device but loopback and the wireguard pairs (wg0 and wg0-p
+    carry inner traffic)."""
+    out = []
+    for dev in netdev.devices():
+        kind = dev.get("linkinfo", {}).get("info_kind")
+        if dev["ifname"] == "lo" or (kind == "veth" and _is_wireguard_pair(dev["ifname"])):
+            continue
+        out.append(dev["ifname"])
+    return out
+
+
+def _is_wireguard_pair(ifname: str) -> bool:
+    here = lifecycle.caller_netns(None)
+    for inst in pins.loaded_names():
+        rec = pins.read_state(inst).get("wireguard")
+        if rec and rec.get("netns") == here and ifname in (rec.get("device"), rec.get("pair")):
+            return True
+    return False
+
+
+def cleanup(name: str, ns: str | None = None) -> bool:
     """Undo what a data plane for `name` made, from its record: TC filters
     (and a clsact qdisc the data plane created), pins, the veth pair with
-    its routes. Also after a crash; a no-op when nothing is left."""
+    its routes. Also after a crash; False when nothing was left."""
     ns = lifecycle.caller_netns(ns)
     inst = instance_name(name, ns)
     if not pins.is_loaded(inst):
-        return
+        return False
     rec = pins.read_state(inst).get("wireguard", {})
     if pins.read_state(inst)["devices"]:
         lifecycle.unload(inst)
@@ -390,3 +412,4 @@ def cleanup(name: str, ns: str | None = None) -> None:
             pass        # the namespace is gone, and the devices with it
     pins.remove_pins(inst)
     pins.remove_state(inst)
+    return True
