@@ -358,7 +358,8 @@ static __always_inline __s64 route_inner(struct __sk_buff *skb, const struct fra
 /* Checks, peer, keypair, endpoint, counter; then the room for the outer
  * headers in front and the padding and tag behind. Returns TC_ACT_OK to
  * go on (the plaintext then sits at WG_L3_OFF + c->encap), or a verdict. */
-static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, struct wg_scratch *s)
+static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, struct wg_scratch *s,
+				 __u32 mtu_cap)
 {
 	struct frame_info *fi = cryptbpf_scratch(&frame_scratch);
 	struct wg_endpoint_slot *ep;
@@ -402,7 +403,11 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, stru
 		COUNT(c->st, too_big);
 		return TC_ACT_SHOT;
 	}
+	/* zero padding to a multiple of 16, but never beyond wg0's MTU: a
+	 * full-size packet stays full-size (1420 + 80 = 1500 over IPv6) */
 	c->padded = (c->inner + MESSAGE_PADDING_MULTIPLE - 1) & ~(MESSAGE_PADDING_MULTIPLE - 1);
+	if (c->padded > mtu_cap && c->inner <= mtu_cap)
+		c->padded = mtu_cap;
 	c->kp = current_keypair(c->peer);
 	if (!c->kp) {
 		COUNT(c->st, no_key);
@@ -533,7 +538,7 @@ int wg_seal(struct __sk_buff *skb)
 
 	if (!s || !cfg)
 		return TC_ACT_SHOT;
-	v = seal_begin(skb, &c, s);
+	v = seal_begin(skb, &c, s, cfg->mtu);
 	if (v != TC_ACT_OK)
 		return v;
 	if (seal_at(skb, &c, s, WG_L3_OFF + c.encap, c.padded) ||

@@ -31,6 +31,7 @@ LOCAL_IDX, REMOTE_IDX = 0x1234_5678, 0x0bad_cafe
 PORT, PEER_PORT = 51820, 40000
 WG_MAC, PAIR_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 SEND, RECV = os.urandom(32), os.urandom(32)
+MTU = 1420
 OUTER = {4: ("192.0.2.1", "192.0.2.2"), 6: ("2001:db8::1", "2001:db8::2")}   # (ours, peer's)
 INNER = {4: ("10.8.0.1", "10.8.0.2"), 6: ("fd08::1", "fd08::2")}             # (ours, peer's)
 
@@ -40,7 +41,7 @@ def wg(load_object):
     require_feature("bpf_loop")
     obj = load_object("wireguard")
     m = bdp.Maps(obj)
-    m.configure(PORT, 1, WG_MAC, PAIR_MAC)
+    m.configure(PORT, 1, WG_MAC, PAIR_MAC, MTU)
     for pid, nets in ((PEER, ["10.8.0.2/32", "10.9.0.0/16", "fd08::2/128"]), (OTHER, ["10.7.0.0/16"])):
         m.add_peer(pid)
         for n in nets:
@@ -95,7 +96,10 @@ def peer_message(packet: bytes, counter: int, key: bytes = RECV, idx: int = LOCA
 @pytest.mark.parametrize("inner", [4, 6])
 def test_seal_is_wireguards_message_byte_for_byte(wg, outer, inner):
     set_outer(wg, outer)
-    for ctr, size in enumerate((0, 1, 15, 16, 17, 100, 555, 1300)):
+    udp_ip = 28 if inner == 4 else 48
+    # up to a full-size packet (MTU) and one that pads beyond it (MTU - 1)
+    sizes = (0, 1, 15, 16, 17, 100, 555, 1300, MTU - 1 - udp_ip, MTU - udp_ip)
+    for ctr, size in enumerate(sizes):
         pkt = inner_packet(inner, size)
         r = seal(wg, frame(pkt))
         assert r.retval == REDIRECT, wg.stats(PEER)
@@ -106,9 +110,9 @@ def test_seal_is_wireguards_message_byte_for_byte(wg, outer, inner):
         assert (udp.sport, udp.dport) == (PORT, PEER_PORT)
         msg = bytes(udp.payload)
         # the independent implementation: same key, counter, nonce layout, padding
-        assert msg == wire.seal(SEND, REMOTE_IDX, ctr, pkt)
-        assert len(msg) == 32 + len(pkt) + (-len(pkt) % 16)
-        assert ChaCha20Poly1305(SEND).decrypt(wire.nonce(ctr), msg[16:], b"") == wire.padded(pkt)
+        assert msg == wire.seal(SEND, REMOTE_IDX, ctr, pkt, MTU)
+        assert len(msg) == 32 + min(len(pkt) + (-len(pkt) % 16), MTU)
+        assert ChaCha20Poly1305(SEND).decrypt(wire.nonce(ctr), msg[16:], b"") == wire.padded(pkt, MTU)
         # headers the kernel accepts: lengths, IPv4 header checksum, UDP checksum
         if outer == 4:
             assert ip.len == len(r.data) - 14 and udp.chksum == 0
@@ -121,9 +125,9 @@ def test_seal_is_wireguards_message_byte_for_byte(wg, outer, inner):
             expect = IPv6(bytes(IPv6(src=ip.src, dst=ip.dst) / fresh))[UDP].chksum
             assert udp.chksum == expect
     st = wg.stats(PEER)
-    assert st["tx_packets"] == 8 and st["tx_bytes"] == sum(
-        32 + n + (-n % 16) for n in (len(inner_packet(inner, s)) for s in (0, 1, 15, 16, 17, 100, 555, 1300)))
-    assert st["last_data_tx_ns"] > 0 and wg.peer_state(PEER).send_counter == 8
+    assert st["tx_packets"] == len(sizes) and st["tx_bytes"] == sum(
+        32 + min(n + (-n % 16), MTU) for n in (len(inner_packet(inner, s)) for s in sizes))
+    assert st["last_data_tx_ns"] > 0 and wg.peer_state(PEER).send_counter == len(sizes)
 
 
 def test_keepalive_is_an_empty_message_with_the_next_counter(wg):

@@ -156,7 +156,8 @@ struct wg_lpm_v6 {
 struct wg_config {
 	__u32 pair_ifindex;		/* the veth end facing the user's interface (wg0's peer) */
 	__be16 listen_port;		/* our UDP port */
-	__u16 pad;
+	__u16 mtu;			/* wg0's: padding stops there (the kernel's
+					 * calculate_skb_padding(), wireguard-go's too) */
 	__u8 wg_mac[6];			/* wg0's address: destination of opened packets */
 	__u8 pair_mac[6];		/* the pair end's: their source */
 };

@@ -82,9 +82,10 @@ class Maps:
     def __init__(self, handle):
         self.h = handle
 
-    def configure(self, listen_port: int, pair_ifindex: int, wg_mac: bytes, pair_mac: bytes) -> None:
+    def configure(self, listen_port: int, pair_ifindex: int, wg_mac: bytes, pair_mac: bytes,
+                  mtu: int) -> None:
         cfg = L.pack("struct wg_config", pair_ifindex=pair_ifindex, listen_port=_be16(listen_port),
-                     wg_mac=wg_mac, pair_mac=pair_mac)
+                     wg_mac=wg_mac, pair_mac=pair_mac, mtu=mtu)
         self.h.map("wg_config_map").update(0, cfg)
 
     def add_peer(self, peer_id: int) -> None:
@@ -283,7 +284,8 @@ class BpfDataPlane:
     # ---- setup ----
     def _configure(self) -> None:
         wg, pair = netdev.link(self.name), netdev.link(self.pair)
-        self.maps.configure(self.listen_port, pair["ifindex"], _mac(wg["address"]), _mac(pair["address"]))
+        self.maps.configure(self.listen_port, pair["ifindex"], _mac(wg["address"]), _mac(pair["address"]),
+                            wg["mtu"])
 
     def _attach(self, dev: str, prog: str) -> None:
         att = attach.tc_attach(self._obj.program(prog).fd, attach.ifindex(dev), "ingress")

@@ -49,16 +49,22 @@ def nonce(counter: int) -> bytes:
     return b"\0" * 4 + struct.pack("<Q", counter)
 
 
-def padded(packet: bytes) -> bytes:
-    return packet + b"\0" * (-len(packet) % PADDING)
+def padded(packet: bytes, mtu: int | None = None) -> bytes:
+    """Zero padding to a multiple of 16, never beyond `mtu` (the sending
+    interface's; the kernel's calculate_skb_padding())."""
+    n = len(packet) + (-len(packet) % PADDING)
+    if mtu is not None and len(packet) <= mtu < n:
+        n = mtu
+    return packet.ljust(n, b"\0")
 
 
-def seal(key: bytes, receiver_index: int, counter: int, packet: bytes) -> bytes:
-    """The type-4 message carrying `packet` (b"" for a keepalive)."""
+def seal(key: bytes, receiver_index: int, counter: int, packet: bytes, mtu: int | None = None) -> bytes:
+    """The type-4 message carrying `packet` (b"" for a keepalive) from an
+    interface with `mtu`."""
     if not 0 <= counter < REJECT_AFTER_MESSAGES:
         raise MessageError(f"counter {counter} is past REJECT_AFTER_MESSAGES")
     head = _HEADER.pack(MESSAGE_DATA, receiver_index, counter)
-    return head + ChaCha20Poly1305(key).encrypt(nonce(counter), padded(packet), b"")
+    return head + ChaCha20Poly1305(key).encrypt(nonce(counter), padded(packet, mtu), b"")
 
 
 def parse(message: bytes) -> tuple[int, int]:
