@@ -835,6 +835,8 @@ int wg_open(struct __sk_buff *skb)
 	if (!(fi->flags & FRAME_F_ADDRS) || fi->proto != IPPROTO_UDP ||
 	    (fi->flags & FRAME_F_FRAG_LATER))
 		return TC_ACT_OK;	/* not UDP (or no port to see): not ours */
+	if (r < 0)
+		return TC_ACT_OK;	/* an IP header the kernel drops: nothing to open */
 	if (bpf_skb_load_bytes(skb, fi->l4_off + offsetof(struct udphdr, dest), &dport, 2) ||
 	    dport != cfg->listen_port)
 		return TC_ACT_OK;
@@ -842,7 +844,7 @@ int wg_open(struct __sk_buff *skb)
 		COUNT(stats_row(WG_NO_PEER_ROW), tagged);
 		return TC_ACT_SHOT;
 	}
-	if (r < 0 || fi->l3_off != WG_L3_OFF ||
+	if (fi->l3_off != WG_L3_OFF ||
 	    bpf_skb_load_bytes(skb, fi->l4_off + WG_UDP_HLEN, &type, 4)) {
 		COUNT(stats_row(WG_NO_PEER_ROW), malformed);
 		return TC_ACT_SHOT;

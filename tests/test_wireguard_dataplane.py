@@ -16,8 +16,8 @@ import struct
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import ARP, Dot1Q, Ether
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Raw
 
 from cryptbpf.bpf.ringbuf import RingBuffer
@@ -311,17 +311,62 @@ def test_inner_source_outside_allowed_ips_is_dropped(wg):
     assert wg.stats(PEER)["malformed"] == 1
 
 
-def test_messages_behind_tags_are_not_opened(wg):
-    msg = peer_message(inner_packet(4, 10, src="10.8.0.2", dst="10.8.0.1"), 0)
-    f = from_peer(msg)
-    tagged = bytes(Ether() / Dot1Q(vlan=7) / IP(f[14:]))
-    assert open_(wg, tagged).retval == SHOT
-    deep = bytes(Ether() / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) /
-                 Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / Dot1Q(vlan=0) / IP(f[14:]))
-    assert open_(wg, deep).retval == SHOT
-    st = wg.stats(bdp.NO_PEER_ROW)
-    assert st["tagged"] == 1 and st["unparsed"] == 1
+MAX_TAGS = 8        # FRAME_MAX_TAGS
+TAG_KINDS = {"vid0": (0, False), "vid5": (5, False), "802.1ad-outer": (0, True)}
+
+
+def tagged(frame: bytes, n: int, vid: int, outer_ad: bool) -> bytes:
+    """`frame` behind n VLAN tags (as TC sees them when left in the frame)."""
+    e = Ether(frame[:14])
+    pkt = Ether(src=e.src, dst=e.dst)
+    for i in range(n):
+        pkt = pkt / (Dot1AD(vlan=vid) if outer_ad and i == 0 else Dot1Q(vlan=vid))
+    return bytes(pkt / (IP(frame[14:]) if frame[14] >> 4 == 4 else IPv6(frame[14:])))
+
+
+@pytest.mark.parametrize("kind", TAG_KINDS)
+def test_fail_closed_behind_tags_in_both_directions(wg, kind):
+    """Up to FRAME_MAX_TAGS tags: seen, dropped (`tagged`); beyond: the
+    classifier cannot see, dropped (`unparsed`). Never opened for wg0,
+    never sent in clear."""
+    set_outer(wg, 4)
+    vid, outer_ad = TAG_KINDS[kind]
+    pkt = inner_packet(4, 10, src="10.8.0.2", dst="10.8.0.1")
+    for n in range(1, MAX_TAGS + 2):
+        assert open_(wg, tagged(from_peer(peer_message(pkt, n)), n, vid, outer_ad)).retval == SHOT, n
+        assert seal(wg, tagged(frame(inner_packet(4, 10)), n, vid, outer_ad)).retval == SHOT, n
+    nope = wg.stats(bdp.NO_PEER_ROW)
+    assert nope["tagged"] == 2 * MAX_TAGS and nope["unparsed"] == 2
+    st = wg.stats(PEER)
+    assert st["rx_packets"] == st["tx_packets"] == 0
+    # untagged, the same traffic goes through
+    assert open_(wg, from_peer(peer_message(pkt, 0))).retval == REDIRECT
+
+
+def test_fail_closed_ip_shapes(wg):
+    """Outer shapes the classifier refuses, or that cannot be a whole
+    message, are never opened."""
+    pkt = inner_packet(4, 10, src="10.8.0.2", dst="10.8.0.1")
+    good = from_peer(peer_message(pkt, 0))
+    ip = IP(good[14:])
+    bad_csum = bytes(Ether() / IP(bytes(ip)[:10] + b"\x00\x01" + bytes(ip)[12:]))
+    cut = IP(bytes(ip))
+    cut.len = 40                    # the message cut short by the IP length
+    del cut.chksum
+    short = bytes(Ether() / cut)
+    first = IP(src=ip.src, dst=ip.dst, flags="MF", proto=17) / bytes(ip.payload)[:64]
+    v6_frag = bytes(Ether() / IPv6(src=OUTER[6][1], dst=OUTER[6][0]) / IPv6ExtHdrFragment(m=1) /
+                    bytes(UDP(sport=PEER_PORT, dport=PORT) / Raw(peer_message(pkt, 1)))[:64])
+    # nothing is opened for wg0 (the only way in is the redirect); a cut
+    # message is dropped and counted; a header the kernel refuses and
+    # fragments are left to the stack, which drops them or reassembles
+    # them for the daemon's socket (that takes handshake messages only)
+    for f in (short, bytes(Ether() / first), v6_frag, bad_csum):
+        assert open_(wg, f).retval in (OK, SHOT)
+    assert open_(wg, short).retval == SHOT
     assert wg.stats(PEER)["rx_packets"] == 0
+    assert wg.stats(bdp.NO_PEER_ROW)["malformed"] >= 2
+    assert open_(wg, good).retval == REDIRECT
 
 
 def test_responder_keypair_becomes_current_on_first_authenticated_receive(wg):
