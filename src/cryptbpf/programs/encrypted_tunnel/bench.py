@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import statistics
 import subprocess
-import tempfile
 import time
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -28,6 +26,7 @@ from scapy.layers.l2 import Ether
 from ... import lifecycle
 from ...bpf import pins
 from ...kat import KatObject
+from ...bench.live import WireguardGo, measure
 from ...netns import VethPair, inside
 from ...bpf.object import BpfObject
 from ...paths import bpf_object
@@ -37,7 +36,6 @@ A, B = "10.1.0.1", "10.1.0.2"
 ETH = bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02", type=0x800))
 SIZES = (64, 512, 1400)          # IP payload bytes
 RUNS = 300
-LIVE_SECONDS = 3
 
 
 def _median(fn, runs: int = RUNS) -> float:
@@ -118,53 +116,6 @@ def per_packet(echo) -> list[dict]:
 
 # ---------------------------------------------------------------- live
 
-def _sh(*cmd, **kw) -> str:
-    return subprocess.run(list(cmd), capture_output=True, text=True, check=True, **kw).stdout
-
-
-def _iperf(pair: VethPair, dst: str, udp: bool) -> dict:
-    port = "5311" if udp else "5310"
-    srv = subprocess.Popen(["ip", "netns", "exec", pair.ns_b, "iperf3", "-s", "-1", "-p", port],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.4)
-        args = ["-u", "-b", "0", "-l", "1400"] if udp else []
-        out = subprocess.run(["ip", "netns", "exec", pair.ns_a, "iperf3", "-c", dst, "-p", port,
-                              "-t", str(LIVE_SECONDS), "-J", *args],
-                             capture_output=True, text=True, timeout=LIVE_SECONDS + 30).stdout
-        end = json.loads(out)["end"]
-        if udp:
-            s = end["sum"]
-            return {"mbit_s": round(s["bits_per_second"] * (1 - s.get("lost_percent", 0) / 100) / 1e6),
-                    "lost_pct": round(s.get("lost_percent", 0), 1)}
-        return {"mbit_s": round(end["sum_received"]["bits_per_second"] / 1e6)}
-    finally:
-        srv.wait(timeout=10) if srv.poll() is None and _wait(srv) else None
-
-
-def _wait(p, t: float = 5) -> bool:
-    try:
-        p.wait(timeout=t)
-    except subprocess.TimeoutExpired:
-        p.terminate()
-    return False
-
-
-def _ping(pair: VethPair, dst: str) -> float:
-    out = subprocess.run(["ip", "netns", "exec", pair.ns_a, "ping", "-c", "200", "-i", "0.005", "-q", dst],
-                         capture_output=True, text=True).stdout
-    m = re.search(r"= [\d.]+/([\d.]+)/", out)
-    return float(m.group(1)) * 1000 if m else float("nan")
-
-
-def _measure(pair: VethPair, dst: str, label: str, echo) -> dict:
-    row = {"name": f"live: {label}", "tcp_mbit_s": _iperf(pair, dst, False)["mbit_s"]}
-    u = _iperf(pair, dst, True)
-    row.update({"udp_mbit_s": u["mbit_s"], "udp_lost_pct": u["lost_pct"], "ping_rtt_us": round(_ping(pair, dst))})
-    echo(f"  {row}")
-    return row
-
-
 class _DeviceSettings:
     """The tunnel's device settings on both ends, without the tunnel."""
 
@@ -193,48 +144,6 @@ def _tunnel(pair, suite, secret):
     et.add_peer(pair.addr_a, secret, suite)
 
 
-class _WireguardGo:
-    """wireguard-go on TUN in each namespace, over the same veth."""
-    ADDR = ("10.213.0.1", "10.213.0.2")
-
-    def __init__(self, pair):
-        self.pair, self.procs = pair, []
-
-    def __enter__(self):
-        p = self.pair
-        env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
-        keys = []
-        for _ in range(2):
-            priv = _sh("wg", "genkey").strip()
-            keys.append((priv, _sh("wg", "pubkey", input=priv).strip()))
-        self.tmp = tempfile.TemporaryDirectory()
-        ends = ((p.ns_a, "cbwga", p.addr_b, 0), (p.ns_b, "cbwgb", p.addr_a, 1))
-        for ns, ifname, peer_addr, i in ends:
-            self.procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "wireguard-go", "-f", ifname],
-                                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for ns, ifname, peer_addr, i in ends:
-            keyfile = os.path.join(self.tmp.name, f"{ifname}.key")
-            fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.write(fd, keys[i][0].encode())
-            os.close(fd)
-            for _ in range(50):
-                if os.path.exists(f"/var/run/wireguard/{ifname}.sock"):
-                    break
-                time.sleep(0.1)
-            _sh("ip", "netns", "exec", ns, "wg", "set", ifname, "private-key", keyfile,
-                "listen-port", "51820", "peer", keys[1 - i][1],
-                "allowed-ips", f"{self.ADDR[1 - i]}/32", "endpoint", f"{peer_addr}:51820")
-            _sh("ip", "-n", ns, "addr", "add", f"{self.ADDR[i]}/24", "dev", ifname)
-            _sh("ip", "-n", ns, "link", "set", ifname, "up")
-        return self
-
-    def __exit__(self, *exc):
-        for proc in self.procs:
-            proc.terminate()
-            _wait(proc)
-        self.tmp.cleanup()
-
-
 def live(echo) -> list[dict]:
     rows = []
     import shutil
@@ -243,13 +152,13 @@ def live(echo) -> list[dict]:
     if pins.is_loaded("encrypted-tunnel"):
         return [{"name": "live tunnel benchmark", "skipped": "encrypted-tunnel is loaded here"}]
     with VethPair("cbbench", subnet="10.214.0") as pair:
-        rows.append(_measure(pair, pair.addr_b, "plain veth (default offloads)", echo))
+        rows.append(measure(pair, pair.addr_b, "plain veth (default offloads)", echo))
         with _DeviceSettings(pair):
-            rows.append(_measure(pair, pair.addr_b, "plain veth (tunnel's device settings, no crypto)", echo))
+            rows.append(measure(pair, pair.addr_b, "plain veth (tunnel's device settings, no crypto)", echo))
         for suite, name in wire.SUITE_NAMES.items():
             try:
                 _tunnel(pair, suite, os.urandom(32))
-                rows.append(_measure(pair, pair.addr_b, f"encrypted-tunnel {name}", echo))
+                rows.append(measure(pair, pair.addr_b, f"encrypted-tunnel {name}", echo))
                 with pins.Pinned("encrypted-tunnel") as h:
                     st = control.peer_stats(h, control.get_peer(h, pair.addr_a).index)
                 rows[-1]["receiver_auth_failed"] = st["auth_failed"]
@@ -257,9 +166,9 @@ def live(echo) -> list[dict]:
                 if pins.is_loaded("encrypted-tunnel"):
                     lifecycle.unload("encrypted-tunnel")
         try:
-            with _WireguardGo(pair):
+            with WireguardGo(pair):
                 time.sleep(0.5)
-                rows.append(_measure(pair, _WireguardGo.ADDR[1], "wireguard-go", echo))
+                rows.append(measure(pair, WireguardGo.ADDR[1], "wireguard-go", echo))
         except (subprocess.CalledProcessError, FileNotFoundError, json.JSONDecodeError) as e:
             rows.append({"name": "live: wireguard-go", "skipped": str(e)[:200]})
     return rows
