@@ -660,6 +660,13 @@ static __always_inline void promote(__u32 peer, __u32 idx)
 	bpf_spin_unlock(&pk->lock);
 }
 
+static __always_inline int wg_addr_eq(const struct wg_addr *a, const struct wg_addr *b)
+{
+	const __u64 *x = (const __u64 *)a->a, *y = (const __u64 *)b->a;
+
+	return READ_ONCE(x[0]) == y[0] && READ_ONCE(x[1]) == y[1];
+}
+
 /* Endpoint roaming: where authenticated packets come from is where the
  * peer is; the address they were sent to is ours towards it. */
 static __noinline int roam(struct __sk_buff *skb, struct open_ctx *c, struct wg_scratch *s)
@@ -681,6 +688,11 @@ static __noinline int roam(struct __sk_buff *skb, struct open_ctx *c, struct wg_
 		   bpf_skb_load_bytes(skb, WG_L3_OFF + offsetof(struct ipv6hdr, daddr), e->local.a, 16)) {
 		return -1;
 	}
+	/* unchanged (the usual case): no lock, no write to a shared line */
+	if (READ_ONCE(ep->e.port) == e->port && READ_ONCE(ep->e.family) == e->family &&
+	    READ_ONCE(ep->e.ifindex) == e->ifindex && wg_addr_eq(&ep->e.addr, &e->addr) &&
+	    wg_addr_eq(&ep->e.local, &e->local))
+		return 0;
 	bpf_spin_lock(&ep->lock);
 	ep->e = *e;
 	bpf_spin_unlock(&ep->lock);
