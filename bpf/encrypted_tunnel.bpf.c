@@ -107,12 +107,7 @@ static __always_inline struct tunnel_stats *stats_row(__u32 row)
 	return bpf_map_lookup_elem(&stats, &row);
 }
 
-/* Count in `row`, which may be NULL (then nothing is counted). */
-#define COUNT(row, field) do {                                           \
-		struct tunnel_stats *_r = (row);                           \
-		if (_r)                                                     \
-			_r->field++;                                        \
-	} while (0)
+#define COUNT CRYPTBPF_COUNT
 
 /* ---------------------------------------------------------------- SYSCALL */
 

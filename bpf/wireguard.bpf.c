@@ -167,11 +167,7 @@ static __always_inline struct wg_stats *stats_row(__u32 row)
 	return bpf_map_lookup_elem(&stats, &row);
 }
 
-#define COUNT(row, field) do {                                           \
-		struct wg_stats *_r = (row);                               \
-		if (_r)                                                     \
-			_r->field++;                                        \
-	} while (0)
+#define COUNT CRYPTBPF_COUNT
 
 static __always_inline struct wg_config *wg_config(void)
 {

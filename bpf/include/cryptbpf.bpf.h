@@ -77,6 +77,14 @@
 		__type(value, value_type);                                        \
 	} name SEC(".maps")
 
+/* Count one event in a statistics row (a map value pointer) that may be
+ * NULL: then nothing is counted. */
+#define CRYPTBPF_COUNT(row, field) do {                                      \
+		typeof(row) _r = (row);                                     \
+		if (_r)                                                     \
+			_r->field++;                                        \
+	} while (0)
+
 static __always_inline void *cryptbpf_scratch(void *map)
 {
 	__u32 zero = 0;
