@@ -413,9 +413,10 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, stru
 	ep = bpf_map_lookup_elem(&endpoints, &c->peer);
 	if (!ep)
 		return TC_ACT_SHOT;
-	bpf_spin_lock(&ep->lock);
+	/* no lock: a copy torn by a concurrent roaming update can only send
+	 * this one packet to a mix of the old and the new endpoint (it is
+	 * sealed either way); the lock orders the writers */
 	s->ep = ep->e;
-	bpf_spin_unlock(&ep->lock);
 	if (s->ep.family != WG_AF_INET && s->ep.family != WG_AF_INET6) {
 		COUNT(c->st, no_endpoint);
 		return TC_ACT_SHOT;
