@@ -359,7 +359,8 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, stru
 {
 	struct frame_info *fi = cryptbpf_scratch(&frame_scratch);
 	struct wg_endpoint_slot *ep;
-	__u32 pad, mtu = 0;
+	__u64 pad;
+	__u32 mtu = 0;
 	__s64 peer;
 	int r;
 
@@ -438,9 +439,16 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, stru
 		goto err;
 	/* zero padding: bpf_skb_change_tail() does not clear what it adds */
 	pad = c->padded - c->inner;
-	pad &= MESSAGE_PADDING_MULTIPLE - 1;
-	if (pad && bpf_skb_store_bytes(skb, WG_L3_OFF + c->encap + c->inner, s->zero, pad, 0))
-		goto err;
+	if (pad) {
+		/* [1, 16] as the verifier sees it in the register the helper
+		 * gets (the empty asm keeps clang from folding the mask away:
+		 * pkt_csum_chunk_len's trick) */
+		pad -= 1;
+		asm volatile("" : "+r"(pad));
+		pad = (pad & (MESSAGE_PADDING_MULTIPLE - 1)) + 1;
+		if (bpf_skb_store_bytes(skb, WG_L3_OFF + c->encap + c->inner, s->zero, pad, 0))
+			goto err;
+	}
 	return TC_ACT_OK;
 err:
 	COUNT(c->st, errors);
