@@ -3,7 +3,7 @@ Run inside the interface's namespace (netns.inside).
 
     wg0 (the user's: Address, MTU, routes for AllowedIPs)
      |  veth; wg0: NOARP, checksum offload and TSO off, GSO on, so the
-     |  stack segments in software on wg0's transmit
+     |  stack segments in software on wg0's transmit; GRO on (receive)
     wg0-p (TC ingress: wg_seal -> bpf_redirect_neigh to the underlay)
 
     underlay (TC ingress: wg_open -> bpf_redirect into wg0-p's egress, so
@@ -23,8 +23,10 @@ import subprocess
 from ...errors import CryptbpfError
 
 # wg0: the stack segments (GSO) before the sealer; checksums in software
-# (no CHECKSUM_PARTIAL reaches the sealer, which seals the bytes as they are)
-WG_FEATURES = ("tx", "off", "tso", "off", "gso", "on")
+# (no CHECKSUM_PARTIAL reaches the sealer, which seals the bytes as they are).
+# GRO on: veth then receives through NAPI and merges the opened segments
+# (measured +15-25% TCP in two A/B runs, docs/wireguard.md)
+WG_FEATURES = ("tx", "off", "tso", "off", "gso", "on", "gro", "on")
 PAIR_FEATURES = ("gro", "off")
 
 
