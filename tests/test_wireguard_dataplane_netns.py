@@ -315,3 +315,29 @@ def test_cleanup_after_a_crash(root):
         bdp.cleanup("wg0", v.ns_a)
         assert (system_snapshot(v.ns_a), netns.ip("link", netns=v.ns_a)) == before
         assert not pins.is_loaded(inst)
+
+
+def test_open_dataplane_as_the_daemon_calls_it(root):
+    """dataplane.open_dataplane(cfg, port) inside the namespace: wg0 with
+    the config's address and MTU, wg_open on every underlay device (not on
+    wg0 or its pair end, nor on another interface's), cleanup() after."""
+    require_feature("bpf_loop")
+    from types import SimpleNamespace
+    from cryptbpf.programs.wireguard import dataplane
+    with VethPair(f"wgo{os.getpid() % 100000}", subnet="10.215.9") as v:
+        cfg = SimpleNamespace(name="wg0", mtu=1380, addresses=[ipaddress.ip_interface("10.99.0.1/24")])
+        with netns.inside(v.ns_a):
+            dp = dataplane.open_dataplane(cfg, PORT_A)
+            try:
+                dp2 = dataplane.open_dataplane(SimpleNamespace(name="wg1", mtu=1420, addresses=[]), PORT_B)
+                second = sorted(d["device"] for d in pins.read_state(dp2.instance)["devices"].values())
+                dp2.close()
+                assert second == sorted([v.dev_a, "wg1-p"])     # not wg0 nor wg0-p
+                devices = sorted(d["device"] for d in pins.read_state(dp.instance)["devices"].values())
+                assert devices == sorted([v.dev_a, "wg0-p"])
+                assert "mtu 1380" in netns.ip("link", "show", "wg0")
+                assert "10.99.0.1/24" in netns.ip("addr", "show", "wg0")
+            finally:
+                dp.close()
+            assert dataplane.cleanup("wg0") is False          # nothing left
+            assert "wg0" not in netns.ip("link")
