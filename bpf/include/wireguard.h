@@ -195,7 +195,6 @@ struct wg_stats {
 	__u64 not_allowed;		/* dropped: inner source outside the peer's AllowedIPs */
 	__u64 no_route;			/* dropped on send: no peer's AllowedIPs hold the destination */
 	__u64 no_endpoint;		/* dropped on send: the peer's endpoint is unknown */
-	__u64 unroutable;		/* dropped on send: no route/neighbour to the endpoint */
 	__u64 tagged;			/* dropped: a message to our port with a VLAN id or tags left */
 	__u64 unparsed;			/* dropped: a frame the classifier cannot read */
 	__u64 errors;			/* dropped: a helper failed */
