@@ -55,6 +55,18 @@ def current_name() -> str | None:
     return None
 
 
+def run(*cmd: str, check: bool = True) -> str:
+    """A device tool (ip, ethtool) in this thread's namespace: its stdout,
+    or a CryptbpfError with its message (and one for a missing tool)."""
+    try:
+        res = subprocess.run(list(cmd), capture_output=True, text=True)
+    except FileNotFoundError:
+        raise CryptbpfError(f"{cmd[0]} is not installed (scripts/setup installs it)") from None
+    if check and res.returncode:
+        raise CryptbpfError(f"{' '.join(cmd)}: {res.stderr.strip() or res.stdout.strip()}")
+    return res.stdout
+
+
 def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     cmd = ["ip"] + (["-n", netns] if netns else []) + list(args)
     res = subprocess.run(cmd, capture_output=True, text=True)

@@ -17,9 +17,9 @@ unload puts back exactly what was there. Run inside the device's namespace.
 from __future__ import annotations
 
 import json
-import subprocess
 
 from ...errors import CryptbpfError
+from ...netns import run as _run
 
 # turned off in this order, turned back on in the reverse order
 OFFLOADS = [
@@ -28,16 +28,6 @@ OFFLOADS = [
     "tx-tcp-mangleid-segmentation", "tx-tcp6-segmentation", "generic-segmentation-offload",
     "tx-checksum-ipv4", "tx-checksum-ip-generic", "tx-checksum-ipv6", "tx-checksum-sctp",
 ]
-
-
-def _run(*cmd: str, check: bool = True) -> str:
-    try:
-        res = subprocess.run(list(cmd), capture_output=True, text=True)
-    except FileNotFoundError:
-        raise CryptbpfError(f"{cmd[0]} is not installed (scripts/setup installs it)") from None
-    if check and res.returncode:
-        raise CryptbpfError(f"{' '.join(cmd)}: {res.stderr.strip() or res.stdout.strip()}")
-    return res.stdout
 
 
 def offloads(dev: str) -> dict[str, tuple[bool, bool]]:

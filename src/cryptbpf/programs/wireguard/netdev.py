@@ -21,6 +21,7 @@ import json
 import subprocess
 
 from ...errors import CryptbpfError
+from ...netns import run
 
 # wg0: the stack segments (GSO) before the sealer; checksums in software
 # (no CHECKSUM_PARTIAL reaches the sealer, which seals the bytes as they are).
@@ -28,16 +29,6 @@ from ...errors import CryptbpfError
 # (measured +15-25% TCP in two A/B runs, docs/wireguard.md)
 WG_FEATURES = ("tx", "off", "tso", "off", "gso", "on", "gro", "on")
 PAIR_FEATURES = ("gro", "off")
-
-
-def run(*cmd: str, check: bool = True) -> str:
-    try:
-        res = subprocess.run(list(cmd), capture_output=True, text=True)
-    except FileNotFoundError:
-        raise CryptbpfError(f"{cmd[0]} is not installed (scripts/setup installs it)") from None
-    if check and res.returncode:
-        raise CryptbpfError(f"{' '.join(cmd)}: {res.stderr.strip() or res.stdout.strip()}")
-    return res.stdout
 
 
 def pair_name(name: str) -> str:
