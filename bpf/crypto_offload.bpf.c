@@ -222,6 +222,53 @@ static __always_inline void kernel_cost_update(const struct offload_config *cfg,
 
 /* ------------------------------------------------------------ parsing */
 
+/* The walk over the options, one option per bpf_loop() turn. */
+struct opts_walk {
+	const __u8 *o;      /* the options, copied to scratch */
+	__u32 n;            /* their length, 4..40 */
+	__u32 i;            /* the next option's offset */
+	int delivered;
+};
+
+/* Record route (7), timestamp (0x44) and router alert (0x94) with sane
+ * lengths and pointers: what ip_options_compile() lets through. */
+static __always_inline int opt_delivered(__u32 type, __u32 len, __u32 ptr)
+{
+	if (type == 7)
+		return len >= 3 && ptr >= 4 && !(ptr <= len && ptr + 3 > len);
+	if (type == 0x44)
+		return len >= 4 && ptr >= 5;
+	return type == 0x94 && len == 4;
+}
+
+/* Verifier: a bpf_loop() callback, not an unrolled loop. The verifier
+ * checks it once (6.1) or until its state converges (6.8+); the same walk
+ * written as a 40-turn bounded loop made 6.1 explore every option
+ * sequence and give up at a million instructions. */
+static long opts_walk_step(__u64 turn, void *ctx)
+{
+	struct opts_walk *w = ctx;
+	const __u8 *o = w->o;
+	__u32 i = w->i, n = w->n, type, len;
+
+	if (i >= n)
+		return 1;
+	type = o[i & 63];
+	if (type == 0)                  /* EOL: the rest is padding */
+		return 1;
+	if (type == 1) {                /* NOP */
+		w->i = i + 1;
+		return 0;
+	}
+	len = i + 1 < n ? o[(i + 1) & 63] : 0;
+	if (len < 2 || i + len > n || !opt_delivered(type, len, o[(i + 2) & 63])) {
+		w->delivered = 0;
+		return 1;
+	}
+	w->i = i + len;
+	return 0;
+}
+
 /* IPv4 options (the classifier saw some other than NOP/EOL): 1 if XDP may
  * answer, i.e. the kernel would deliver the request. Record route,
  * timestamp and router alert with sane lengths and pointers are delivered
@@ -233,33 +280,22 @@ static __always_inline void kernel_cost_update(const struct offload_config *cfg,
 static __always_inline int ip_opts_delivered(struct xdp_md *ctx, struct oreq *r)
 {
 	const struct frame_info *fi = &r->fi;
-	__u32 n = fi->ihl - 20, i = 0, type, len;
-	__u8 *o = r->opts;
+	struct opts_walk w = { .o = r->opts, .n = fi->ihl - 20, .delivered = 1 };
+	__u32 n = w.n;
 
-	if (n < 4 || n > 40 || bpf_xdp_load_bytes(ctx, fi->l3_off + 20, o, n))
+	/* Verifier (6.1): two tests on the same register, kept apart by
+	 * barrier_var(); clang would otherwise fold them into one test of
+	 * n - 4 in another register, and 6.1 never learns n's lower bound
+	 * (the helper's size would then be allowed to be 0). */
+	if (n > 40)
 		return 0;
-	for (int k = 0; k < 40; k++) {         /* a bounded loop: one option a turn */
-		if (i >= n)
-			break;
-		type = o[i & 63];
-		if (type == 0)                  /* EOL: the rest is padding */
-			break;
-		if (type == 1) {                /* NOP */
-			i++;
-			continue;
-		}
-		len = i + 1 < n ? o[(i + 1) & 63] : 0;
-		if (len < 2 || i + len > n)
-			return 0;
-		if ((type == 7 && (len < 3 || o[(i + 2) & 63] < 4 ||            /* record route */
-				   (o[(i + 2) & 63] <= len && o[(i + 2) & 63] + 3 > len))) ||
-		    (type == 0x44 && (len < 4 || o[(i + 2) & 63] < 5)) ||      /* timestamp */
-		    (type == 0x94 && len != 4) ||                               /* router alert */
-		    (type != 7 && type != 0x44 && type != 0x94))
-			return 0;
-		i += len;
-	}
-	return 1;
+	barrier_var(n);
+	if (n < 4 || bpf_xdp_load_bytes(ctx, fi->l3_off + 20, r->opts, n))
+		return 0;
+	/* an option takes at least one byte: n turns are enough */
+	if (bpf_loop(40, opts_walk_step, &w, 0) < 0)
+		return 0;
+	return w.delivered;
 }
 
 /* An IPv4/UDP datagram to udp_port, possibly the first fragment of a
