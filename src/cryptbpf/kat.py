@@ -174,10 +174,12 @@ class KatObject:
     def aes_key(self, key: bytes) -> None:
         if key == self._aes_key:
             return
-        if not self.has_aes:
-            raise Unsupported("kernel lacks " + kernel.describe(kernel.missing(list(self.AES_FEATURES))))
+        # a key AES cannot take is named as such on every kernel, before
+        # asking whether this one has AES at all
         if len(key) not in (16, 24, 32):
             raise Unsupported(f"{len(key)}-byte key: AES takes 16, 24 or 32 bytes")
+        if not self.has_aes:
+            raise Unsupported("kernel lacks " + kernel.describe(kernel.missing(list(self.AES_FEATURES))))
         try:
             install_aes_key(self.obj, "kat_aes_setup", key)
         except CryptbpfError as e:
