@@ -219,6 +219,15 @@ static __noinline void need_handshake(__u32 peer, struct wg_stats *st)
 	COUNT(st, events);
 }
 
+/* REJECT_AFTER_TIME, checked here so that keys stop on time even when
+ * the daemon, which also expires them, is gone. created_ns comes from
+ * userspace's CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns(); a value
+ * from the future wraps to "expired". */
+static __always_inline int keypair_expired(const struct wg_keypair_slot *kp)
+{
+	return bpf_ktime_get_ns() - READ_ONCE(kp->kp.created_ns) >= REJECT_AFTER_TIME_NS;
+}
+
 /* The next send counter of a keypair, or -1 once REJECT_AFTER_MESSAGES
  * is reached (the counter keeps growing, so it never comes back). */
 static __always_inline __s64 take_counter(struct wg_keypair_slot *kp, __u64 *ctr)
@@ -411,6 +420,11 @@ static __noinline int seal_begin(struct __sk_buff *skb, struct seal_ctx *c, stru
 		need_handshake(c->peer, c->st);
 		return TC_ACT_SHOT;
 	}
+	if (keypair_expired(c->kp)) {
+		COUNT(c->st, key_expired);
+		need_handshake(c->peer, c->st);
+		return TC_ACT_SHOT;
+	}
 	ep = bpf_map_lookup_elem(&endpoints, &c->peer);
 	if (!ep)
 		return TC_ACT_SHOT;
@@ -569,7 +583,7 @@ int wg_keepalive(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	c.st = stats_row(c.peer);
 	c.kp = current_keypair(c.peer);
-	if (!c.kp)
+	if (!c.kp || keypair_expired(c.kp))
 		return TC_ACT_SHOT;
 	if (take_counter(c.kp, &c.ctr)) {
 		COUNT(c.st, counter_exhausted);
@@ -638,6 +652,10 @@ static __noinline int open_begin(struct __sk_buff *skb, struct open_ctx *c, stru
 	if (c->peer >= WG_MAX_PEERS)
 		return TC_ACT_SHOT;
 	c->st = stats_row(c->peer);
+	if (keypair_expired(c->kp)) {
+		COUNT(c->st, key_expired);
+		return TC_ACT_SHOT;
+	}
 	if (replay_refused(&c->kp->replay, c->ctr)) {
 		COUNT(c->st, replayed);
 		return TC_ACT_SHOT;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import struct
+import time
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -191,6 +192,27 @@ def test_send_counter_stops_at_reject_after_messages(wg):
         assert seal(wg, frame(inner_packet(4, 10))).retval == SHOT
         assert wg.keepalive(PEER) is None
     assert wg.stats(PEER)["counter_exhausted"] == 4
+
+
+def test_a_keypair_is_refused_at_reject_after_time_without_a_daemon(wg):
+    """REJECT_AFTER_TIME in BPF: sealing, keepalives and opening stop once
+    the keypair is 180 s old, whoever (if anyone) was to expire it."""
+    set_outer(wg, 4)
+    now = time.monotonic_ns()
+    wg.set_created(LOCAL_IDX, now - (wire.REJECT_AFTER_TIME_NS - 30 * 10**9))
+    assert seal(wg, frame(inner_packet(4, 10))).retval == REDIRECT        # 150 s old: fine
+    assert open_(wg, from_peer(peer_message(inner_packet(4, 10, src=INNER[4][1], dst=INNER[4][0]), 0))
+                 ).retval == REDIRECT
+    wg.set_created(LOCAL_IDX, now - wire.REJECT_AFTER_TIME_NS)
+    assert seal(wg, frame(inner_packet(4, 10))).retval == SHOT
+    assert wg.keepalive(PEER) is None
+    assert open_(wg, from_peer(peer_message(inner_packet(4, 10, src=INNER[4][1], dst=INNER[4][0]), 1))
+                 ).retval == SHOT
+    st = wg.stats(PEER)
+    assert st["key_expired"] == 2 and st["auth_failed"] == 0 and st["events"] == 1
+    # a creation time from the future is no way around it
+    wg.set_created(LOCAL_IDX, now + 10**9)
+    assert seal(wg, frame(inner_packet(4, 10))).retval == SHOT
 
 
 # ---------------------------------------------------------------- opening

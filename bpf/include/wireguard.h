@@ -80,6 +80,7 @@ struct message_data {
 /* Limits and constants of the data plane (wireguard-go's and the kernel
  * module's names where they have one). */
 #define REJECT_AFTER_MESSAGES 18446744073709543423ULL	/* 2^64 - 2^13 - 1 */
+#define REJECT_AFTER_TIME_NS 180000000000ULL		/* REJECT_AFTER_TIME, 180 s */
 #define WG_MAX_PEERS 256
 #define WG_MAX_KEYPAIRS 768		/* WG_MAX_PEERS x (current, previous, next) */
 #define WG_STATS_ROWS 257		/* one per peer id + the no-peer row */
@@ -121,6 +122,9 @@ struct wg_keypair {
 	__u32 peer_id;
 	__u32 remote_index;		/* receiver index of messages we send */
 	__u64 send_counter;		/* next counter to send; BPF fetch-adds */
+	__u64 created_ns;		/* CLOCK_MONOTONIC when the handshake completed: BPF
+					 * refuses the keypair REJECT_AFTER_TIME later, with or
+					 * without a daemon */
 	__u8 send_key[NOISE_SYMMETRIC_KEY_LEN];
 	__u8 recv_key[NOISE_SYMMETRIC_KEY_LEN];
 };
@@ -191,6 +195,7 @@ struct wg_stats {
 	__u64 too_big;			/* dropped: sealed packet would exceed the underlay MTU */
 	__u64 no_key;			/* dropped on send: no current keypair (NeedHandshake sent) */
 	__u64 counter_exhausted;	/* dropped: REJECT_AFTER_MESSAGES reached */
+	__u64 key_expired;		/* dropped: keypair older than REJECT_AFTER_TIME */
 	__u64 unsupported;		/* dropped: GSO super-packet, not IPv4/IPv6 */
 	__u64 not_allowed;		/* dropped: inner source outside the peer's AllowedIPs */
 	__u64 no_route;			/* dropped on send: no peer's AllowedIPs hold the destination */

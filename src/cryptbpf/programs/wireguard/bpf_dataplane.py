@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+import time
 from typing import Iterable
 
 from ... import lifecycle, netns
@@ -138,8 +139,9 @@ class Maps:
         if local_index == KEY_NONE:
             raise CryptbpfError("local index 0 is reserved (no keypair)")
         m = self.h.map("keypairs")
+        # created now: the data plane refuses it REJECT_AFTER_TIME later
         kp = L.pack("struct wg_keypair", peer_id=peer_id, remote_index=remote_index,
-                    send_key=send_key, recv_key=recv_key)
+                    send_key=send_key, recv_key=recv_key, created_ns=time.monotonic_ns())
         # a fresh element: its counter and replay window start at zero
         m.update(local_index, kp.ljust(m.value_size, b"\0"), BPF_NOEXIST)
         if initiator:       # WireGuard: previous <- next or current, current <- new
@@ -180,13 +182,21 @@ class Maps:
         raw = self.h.map("keypairs").lookup(idx)
         return L.unpack("struct wg_keypair", raw) if raw else None
 
-    def set_send_counter(self, idx: int, counter: int) -> None:
-        """For tests of REJECT_AFTER_MESSAGES: the keypair's next counter."""
+    def _set_keypair_u64(self, idx: int, field: str, value: int) -> None:
         m = self.h.map("keypairs")
         raw = bytearray(m.lookup(idx))
-        off = dict((n, o) for n, o, _ in L.fields("struct wg_keypair"))["send_counter"]
-        raw[off:off + 8] = struct.pack("<Q", counter)
+        off = dict((n, o) for n, o, _ in L.fields("struct wg_keypair"))[field]
+        raw[off:off + 8] = struct.pack("<Q", value)
         m.update(idx, bytes(raw), 2)
+
+    def set_send_counter(self, idx: int, counter: int) -> None:
+        """For tests of REJECT_AFTER_MESSAGES: the keypair's next counter."""
+        self._set_keypair_u64(idx, "send_counter", counter)
+
+    def set_created(self, idx: int, created_ns: int) -> None:
+        """For tests of REJECT_AFTER_TIME: when the keypair was made
+        (CLOCK_MONOTONIC ns)."""
+        self._set_keypair_u64(idx, "created_ns", created_ns)
 
     def keypairs(self):
         for k in list(self.h.map("keypairs").keys()):
