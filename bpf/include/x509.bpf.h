@@ -310,15 +310,9 @@ static __always_inline __u64 x509_oid_fp(const __u8 *buf, const struct der_tlv *
 	return h;
 }
 
-/* Was this OID seen before in the certificate? Records it otherwise.
- * Verifier: a global function, checked once on its own. Inlined into the
- * extension callback, its 24 tests multiplied the callback's states, and
- * 6.1 gave up on pki_xdp at a million instructions. */
-__noinline int x509_ext_duplicate(struct x509_scratch *s, __u64 fp)
+/* Was this OID seen before in the certificate? Records it otherwise. */
+static __always_inline int x509_ext_duplicate(struct x509_scratch *s, __u64 fp)
 {
-	if (!s)
-		return 1;
-
 	__u32 n = s->ext_count;
 	int dup = 0;
 
