@@ -302,7 +302,16 @@ static __always_inline __u64 x509_oid_fp(const __u8 *buf, const struct der_tlv *
 
 #pragma clang loop unroll(full)
 	for (__s32 i = 0; i < X509_OID_FP_BYTES; i++) {
-		__u32 keep = (__u32)((i - (__s32)oid->len) >> 31);	/* ~0 while i < len */
+		__s32 d = i - (__s32)oid->len;
+		__u32 keep;
+
+		/* Verifier: without the barriers clang turns the shift and the
+		 * mask back into a compare and a branch, 32 of them in a row,
+		 * and 6.1 walks every combination (pki_xdp: a million
+		 * instructions) */
+		barrier_var(d);
+		keep = (__u32)(d >> 31);			/* ~0 while i < len */
+		barrier_var(keep);
 
 		h ^= der_byte(buf, oid->off + i) & keep;
 		h *= 0x100000001b3ULL;
