@@ -162,7 +162,8 @@ class Timers:
         if since is not None and now - since >= KEEPALIVE_TIMEOUT:
             out.append(SEND_KEEPALIVE)
         elif self.persistent_keepalive:
-            last_any = max((t for t in (last_sent, rx, self.started) if t is not None))
+            last_any = max((t for t in (last_sent, rx, self.last_handshake) if t is not None),
+                           default=self.started)
             if now - last_any >= self.persistent_keepalive:
                 out.append(SEND_KEEPALIVE)
         self.seen_data_tx, self.handled_data_rx = data_tx, data_rx
