@@ -1,0 +1,206 @@
+"""`cryptbpf wg up/show/down` as users run them (the real CLI, with
+--netns) in one namespace, against wireguard-go configured with `wg` in
+another, joined by veth: pings of IPv4 and IPv6 inner packets, a TCP
+transfer whose sha256 matches, `wg show` (text and dump) reporting the
+handshake and the transfer, `wg down` leaving no link, pin or /run state,
+and `wg down` after the daemon was SIGKILLed doing the same."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from cryptbpf import netns
+from cryptbpf.bpf import pins
+from cryptbpf.netns import VethPair
+from cryptbpf.paths import STATE_ROOT
+from cryptbpf.programs.wireguard import noise
+
+from conftest import require_feature, require_root
+
+pytestmark = [pytest.mark.host_only]
+
+GO_PORT, OUR_PORT = 51830, 51831
+GO4, OUR4 = "10.98.0.1", "10.98.0.2"
+GO6, OUR6 = "fd98::1", "fd98::2"
+B64 = noise.key_to_base64
+
+
+def sh(ns: str, *cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, **kw)
+    if check and res.returncode:
+        raise AssertionError(f"{' '.join(cmd)}: {res.stdout}{res.stderr}")
+    return res
+
+
+def wg_cli(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """The real CLI, from the host's namespaces with --netns (as every
+    cryptbpf command: `ip netns exec` would hide bpffs)."""
+    res = subprocess.run([sys.executable, "-m", "cryptbpf.cli", "wg", *args, "--netns", ns],
+                         capture_output=True, text=True, timeout=60)
+    if check and res.returncode:
+        raise AssertionError(f"wg {' '.join(args)}: {res.stdout}{res.stderr}")
+    return res
+
+
+def ping(ns: str, dst: str, size: int = 56) -> bool:
+    return sh(ns, "ping", "-c", "1", "-W", "3", "-s", str(size), dst, check=False).returncode == 0
+
+
+class Pair:
+    def __init__(self, tmp):
+        tag = f"wge{os.getpid() % 100000}"
+        self.veth = v = VethPair(tag, subnet=f"10.214.{os.getpid() % 250}").create()
+        self.go_dev = f"wgg{os.getpid() % 100000}"
+        self.name = f"wgc{os.getpid() % 10000}"
+        try:
+            ours, go_priv = noise.generate_private_key(), noise.generate_private_key()
+            self.our_pub, self.go_pub = B64(noise.public_key(ours)), B64(noise.public_key(go_priv))
+            key = tmp / "go.key"
+            key.write_text(B64(go_priv))
+            key.chmod(0o600)
+            env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
+            subprocess.run(["ip", "netns", "exec", v.ns_a, "wireguard-go", self.go_dev], env=env,
+                           check=True, capture_output=True)
+            sh(v.ns_a, "wg", "set", self.go_dev, "private-key", str(key), "listen-port", str(GO_PORT),
+               "peer", self.our_pub, "allowed-ips", f"{OUR4}/32,{OUR6}/128",
+               "endpoint", f"{v.addr_b}:{OUR_PORT}")
+            sh(v.ns_a, "ip", "link", "set", self.go_dev, "mtu", "1420", "up")
+            sh(v.ns_a, "ip", "addr", "add", f"{GO4}/24", "dev", self.go_dev)
+            sh(v.ns_a, "ip", "addr", "add", f"{GO6}/64", "dev", self.go_dev, "nodad")
+            self.conf = tmp / f"{self.name}.conf"
+            self.conf.write_text(f"[Interface]\nPrivateKey = {B64(ours)}\nListenPort = {OUR_PORT}\n"
+                                 f"Address = {OUR4}/24, {OUR6}/64\n\n"
+                                 f"[Peer]\nPublicKey = {self.go_pub}\n"
+                                 f"AllowedIPs = {GO4}/32, {GO6}/128\nEndpoint = {v.addr_a}:{GO_PORT}\n")
+            self.conf.chmod(0o600)
+        except BaseException:
+            self.close()
+            raise
+
+    def leftovers(self) -> list[str]:
+        """What a daemon of ours may leave: links, pins, /run state."""
+        out = []
+        links = sh(self.veth.ns_b, "ip", "-o", "link", "show").stdout
+        out += [f"link {self.name}" for line in links.splitlines() if f" {self.name}" in line]
+        inst = f"wireguard-{self.veth.ns_b}-{self.name}"
+        if pins.is_loaded(inst):
+            out.append(f"pins/record {inst}")
+        wg_dir = STATE_ROOT / "wg"
+        if wg_dir.is_dir():
+            out += [str(p) for p in wg_dir.glob(f"{self.veth.ns_b}-{self.name}.*")]
+        return out
+
+    def close(self):
+        wg_cli(self.veth.ns_b, "down", self.name, check=False)
+        sh(self.veth.ns_a, "ip", "link", "del", self.go_dev, check=False)
+        self.veth.close()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    require_root()
+    require_feature("bpf_loop")
+    if not shutil.which("wireguard-go") or not shutil.which("wg"):
+        pytest.skip("needs wireguard-go and wireguard-tools (Debian packages)")
+    p = Pair(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def test_up_ping_transfer_show_down(pair):
+    v = pair.veth
+    res = wg_cli(v.ns_b, "up", str(pair.conf))
+    assert res.stdout.startswith(f"{pair.name}: up (pid ") and res.stderr == ""
+    # we initiate (NeedHandshake from BPF), then both directions, both families
+    deadline = time.monotonic() + 10
+    while not ping(v.ns_b, GO4) and time.monotonic() < deadline:
+        pass
+    assert ping(v.ns_b, GO4) and ping(v.ns_a, OUR4, 1000)
+    assert ping(v.ns_b, GO6) and ping(v.ns_a, OUR6, 1000)
+
+    data = os.urandom(4 << 20)
+    got = hashlib.sha256()
+    with netns.inside(v.ns_a):
+        srv = socket.socket()
+    srv.bind((GO4, 5202))
+    srv.listen(1)
+    srv.settimeout(20)
+
+    def serve():
+        c, _ = srv.accept()
+        c.settimeout(20)
+        while b := c.recv(1 << 16):
+            got.update(b)
+        c.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    with netns.inside(v.ns_b):
+        cli = socket.create_connection((GO4, 5202), timeout=20)
+    cli.sendall(data)
+    cli.close()
+    t.join(30)
+    srv.close()
+    assert got.hexdigest() == hashlib.sha256(data).hexdigest()
+
+    time.sleep(1.2)             # the daemon's status is rewritten every second
+    text = wg_cli(v.ns_b, "show", pair.name).stdout
+    assert f"interface: {pair.name}" in text and f"peer: {pair.go_pub}" in text
+    assert f"endpoint: {v.addr_a}:{GO_PORT}" in text and "latest handshake: " in text
+    assert "private key: (hidden)" in text and "MiB sent" in text
+    dump = wg_cli(v.ns_b, "show", pair.name, "dump").stdout.splitlines()
+    iface, peer = dump[0].split("\t"), dump[1].split("\t")
+    assert iface == ["(hidden)", pair.our_pub, str(OUR_PORT), "off"]
+    assert peer[0] == pair.go_pub and peer[2] == f"{v.addr_a}:{GO_PORT}"
+    assert peer[3] == f"{GO4}/32,{GO6}/128" and abs(int(peer[4]) - time.time()) < 30
+    assert int(peer[6]) > 4 << 20 and int(peer[5]) > 0 and peer[7] == "off"
+    assert wg_cli(v.ns_b, "show", "all", "dump").stdout.splitlines()[0].startswith(pair.name + "\t")
+    go = sh(v.ns_a, "wg", "show", pair.go_dev, "dump").stdout.splitlines()[1].split("\t")
+    assert int(go[4]) > 0 and int(go[5]) >= 4 << 20       # wireguard-go saw the handshake and the data
+
+    # a second `up` of the same interface is one line, nothing changed
+    again = wg_cli(v.ns_b, "up", str(pair.conf), check=False)
+    assert again.returncode == 1 and again.stderr.startswith("cryptbpf: ") and "up already" in again.stderr
+
+    res = wg_cli(v.ns_b, "down", pair.name)
+    assert "stopped daemon" in res.stdout
+    assert pair.leftovers() == []
+    assert not ping(v.ns_b, GO4)
+    gone = wg_cli(v.ns_b, "down", pair.name, check=False)
+    assert gone.returncode == 1 and "is not up" in gone.stderr
+
+
+def test_down_after_sigkill_cleans_up(pair):
+    v = pair.veth
+    wg_cli(v.ns_b, "up", str(pair.conf))
+    pid = int((STATE_ROOT / "wg" / f"{v.ns_b}-{pair.name}.pid").read_text())
+    assert ping(v.ns_a, OUR4)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pair.leftovers()                     # the kill left everything in place
+    again = wg_cli(v.ns_b, "up", str(pair.conf), check=False)
+    assert again.returncode == 1 and f"cryptbpf wg down {pair.name}" in again.stderr
+    res = wg_cli(v.ns_b, "down", str(pair.conf))      # by its file this time
+    assert "removed the data plane left behind" in res.stdout
+    assert pair.leftovers() == []
+
+
+def test_up_refuses_a_readable_config_in_one_line(pair):
+    pair.conf.chmod(0o644)
+    res = wg_cli(pair.veth.ns_b, "up", str(pair.conf), check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "chmod 600" in res.stderr
+    assert "Traceback" not in res.stderr and "PrivateKey" not in res.stderr
+    assert pair.leftovers() == []
