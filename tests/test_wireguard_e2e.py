@@ -65,6 +65,7 @@ class Pair:
         try:
             ours, go_priv = noise.generate_private_key(), noise.generate_private_key()
             self.our_pub, self.go_pub = B64(noise.public_key(ours)), B64(noise.public_key(go_priv))
+            self.our_priv = B64(ours)
             key = tmp / "go.key"
             key.write_text(B64(go_priv))
             key.chmod(0o600)
@@ -166,6 +167,9 @@ def test_up_ping_transfer_show_down(pair):
     assert peer[3] == f"{GO4}/32,{GO6}/128" and abs(int(peer[4]) - time.time()) < 30
     assert int(peer[6]) > 4 << 20 and int(peer[5]) > 0 and peer[7] == "off"
     assert wg_cli(v.ns_b, "show", "all", "dump").stdout.splitlines()[0].startswith(pair.name + "\t")
+    # the private key is in no output and no state file
+    state = [p.read_text() for p in (STATE_ROOT / "wg").glob(f"{v.ns_b}-{pair.name}.*")]
+    assert len(state) >= 2 and not any(pair.our_priv in x for x in [text, *dump, *state])
     go = sh(v.ns_a, "wg", "show", pair.go_dev, "dump").stdout.splitlines()[1].split("\t")
     assert int(go[4]) > 0 and int(go[5]) >= 4 << 20       # wireguard-go saw the handshake and the data
 

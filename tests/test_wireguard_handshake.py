@@ -541,3 +541,73 @@ def test_a_device_ignores_garbage_and_bad_mac1():
     finally:
         a.close()
         b.close()
+
+
+def test_a_device_on_a_fake_clock_retransmits_gives_up_and_expires():
+    """The timers through Device.step: nobody answers the initiations (the
+    peer's port is a plain socket), then a session expires."""
+    now = [1000.0]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.setblocking(False)
+    B = noise.key_to_base64
+    text = (f"[Interface]\nPrivateKey = {B(noise.generate_private_key())}\n[Peer]\n"
+            f"PublicKey = {B(noise.public_key(noise.generate_private_key()))}\n"
+            f"Endpoint = 127.0.0.1:{listener.getsockname()[1]}\n")
+    dp = RecordingDataPlane()
+    dev = device.Device(config.parse(text, "f"), lambda cfg, port: dp, clock=lambda: now[0])
+
+    def initiations():
+        n = 0
+        while True:
+            try:
+                msg = listener.recv(2048)
+            except BlockingIOError:
+                return n
+            assert len(msg) == 148 and msg[0] == 1
+            n += 1
+    try:
+        peer = dev.peers[1]
+        peer.timers.jitter = lambda: 0.1
+        assert peer.send_initiation() and initiations() == 1
+        assert not peer.send_initiation()           # within REKEY_TIMEOUT: not again
+        seen, t0 = 1, now[0]
+        for i in range(1, int((timers.REKEY_ATTEMPT_TIME + 10) * 10)):
+            now[0] = t0 + i / 10
+            dev.step(0)
+            seen += initiations()
+        # one every REKEY_TIMEOUT + jitter until REKEY_ATTEMPT_TIME, then none
+        assert seen == int(timers.REKEY_ATTEMPT_TIME // (timers.REKEY_TIMEOUT + 0.1)) + 1
+        assert not peer.timers.handshaking and dev._indices == {}
+        # a session (as if a response had come) expires at REJECT_AFTER_TIME
+        peer.timers.session_derived(now[0], 4242, initiator=True)
+        dp.install_keypair(1, 4242, 1, bytes(32), bytes(32), True)
+        now[0] += timers.REJECT_AFTER_TIME - 0.5
+        dev.step(0)
+        assert dp.expired == []
+        now[0] += 0.5
+        dev.step(0)
+        assert dp.expired == [4242]
+    finally:
+        dev.close()
+        listener.close()
+
+
+# ---------------------------------------------------------------- key commands
+
+def test_genkey_pubkey_genpsk_as_wg():
+    from conftest import run_cli
+    import base64
+    import shutil
+    import subprocess
+    priv = run_cli("wg", "genkey", check=True).stdout.strip()
+    raw = base64.b64decode(priv)
+    assert len(raw) == 32 and raw[0] & 7 == 0 and raw[31] & 0xC0 == 0x40      # clamped
+    pub_ = run_cli("wg", "pubkey", input=priv + "\n", check=True).stdout.strip()
+    assert base64.b64decode(pub_) == pub(raw)
+    if shutil.which("wg"):
+        assert subprocess.run(["wg", "pubkey"], input=priv, capture_output=True, text=True).stdout.strip() == pub_
+    assert len(base64.b64decode(run_cli("wg", "genpsk", check=True).stdout)) == 32
+    bad = run_cli("wg", "pubkey", input="not a key\n")
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.startswith("cryptbpf: pubkey: stdin: ") and bad.stderr.count("\n") == 1

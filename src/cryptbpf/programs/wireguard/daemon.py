@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -128,13 +129,17 @@ def up(config_path: str, netns: str | None = None) -> str:
         os.close(wfd)
         log.close()
     answer = b""
-    with os.fdopen(rfd, "rb") as r:
+    try:
         end = time.monotonic() + UP_TIMEOUT
-        while time.monotonic() < end:
-            chunk = r.read1(4096) if hasattr(r, "read1") else r.read(4096)
+        while (left := end - time.monotonic()) > 0:
+            if not select.select([rfd], [], [], left)[0]:
+                break
+            chunk = os.read(rfd, 4096)
             if not chunk:
                 break
             answer += chunk
+    finally:
+        os.close(rfd)
     text = answer.decode(errors="replace").strip()
     if text != "up":
         if proc.poll() is None:
@@ -143,7 +148,8 @@ def up(config_path: str, netns: str | None = None) -> str:
         if proc.returncode is not None and proc.returncode != 0 and text:
             _path(cfg.name, "log").unlink(missing_ok=True)     # the message says it all
             _tidy()
-        raise CryptbpfError(text or f"{cfg.name}: the daemon exited (exit status {proc.returncode}); "
+        raise CryptbpfError(text or f"{cfg.name}: the daemon did not come up within {UP_TIMEOUT:.0f} s "
+                                    f"(exit status {proc.returncode}); "
                                     f"see {_path(cfg.name, 'log')}")
     return cfg.name
 

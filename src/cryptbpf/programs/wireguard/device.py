@@ -17,6 +17,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import time
 
 from ...errors import CryptbpfError
@@ -38,8 +39,9 @@ _SIZES = {MessageInitiationType: MessageInitiationSize, MessageResponseType: Mes
 
 class Device:
     def __init__(self, cfg: InterfaceConfig, make_dataplane=dataplane_mod.open_dataplane,
-                 clock=time.monotonic):
+                 clock=time.monotonic, log=None):
         self.cfg, self.clock = cfg, clock
+        self.log = log or (lambda msg: print(f"{cfg.name}: {msg}", file=sys.stderr, flush=True))
         self.identity = StaticIdentity(cfg.private_key)
         self.checker = CookieChecker(self.identity.public_key, clock)
         self.ratelimiter = Ratelimiter()
@@ -157,6 +159,8 @@ class Device:
                     peer.on_response(msg, src)
         except HandshakeError:
             pass        # refused, as wireguard-go does: silently
+        except CryptbpfError as e:      # the data plane refused (a route to a new endpoint, ...)
+            self.log(f"handshake message from {src[0]}: {e}")
 
     # ---- the loop ----
     def fds(self) -> list:
@@ -180,7 +184,10 @@ class Device:
                     break       # ICMP errors reported on the socket
                 self.handle(msg, src)
         for peer in self.peers.values():
-            peer.tick()
+            try:
+                peer.tick()
+            except CryptbpfError as e:
+                self.log(f"peer {peer.id}: {e}")
 
     def run(self, should_stop) -> None:
         while not should_stop():

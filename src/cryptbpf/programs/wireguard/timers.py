@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Callable
 
 RekeyAfterMessages = REKEY_AFTER_MESSAGES = 1 << 60
 RejectAfterMessages = REJECT_AFTER_MESSAGES = (1 << 64) - (1 << 13) - 1
@@ -53,7 +54,7 @@ class KeypairTimes:
 @dataclass
 class Timers:
     persistent_keepalive: float = 0.0
-    jitter: callable = field(default=lambda: random.uniform(0, REKEY_TIMEOUT_JITTER_MAX))
+    jitter: Callable[[], float] = field(default=lambda: random.uniform(0, REKEY_TIMEOUT_JITTER_MAX))
     keypairs: dict[int, KeypairTimes] = field(default_factory=dict)
     handshake_started: float | None = None      # first initiation of the attempt in progress
     last_initiation_sent: float | None = None
