@@ -3,7 +3,9 @@
 another, joined by veth: pings of IPv4 and IPv6 inner packets, a TCP
 transfer whose sha256 matches, `wg show` (text and dump) reporting the
 handshake and the transfer, `wg down` leaving no link, pin or /run state,
-and `wg down` after the daemon was SIGKILLed doing the same."""
+and `wg down` after the daemon was SIGKILLed doing the same. Also the
+daemon's cookie reply taken by wireguard-go (Device with the BPF data
+plane, as in test_wireguard_dataplane_interop)."""
 
 from __future__ import annotations
 
@@ -208,3 +210,25 @@ def test_up_refuses_a_readable_config_in_one_line(pair):
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "chmod 600" in res.stderr
     assert "Traceback" not in res.stderr and "PrivateKey" not in res.stderr
     assert pair.leftovers() == []
+
+
+def test_wireguard_go_takes_our_cookie_when_we_are_under_load(tmp_path):
+    """cookie.py against wireguard-go: our Device under load answers its
+    initiation with a cookie reply (XChaCha20-Poly1305); wireguard-go's
+    next initiation carries the mac2 that cookie gives, and is accepted."""
+    require_root()
+    require_feature("bpf_loop")
+    if not shutil.which("wireguard-go") or not shutil.which("wg"):
+        pytest.skip("needs wireguard-go and wireguard-tools (Debian packages)")
+    import test_wireguard_dataplane_interop as interop
+    s = interop.Setup(tmp_path, 4)
+    try:
+        s.dev.under_load_threshold = 0          # every handshake message: under load
+        deadline = time.monotonic() + 20        # wireguard-go retries after REKEY_TIMEOUT (5 s)
+        while not ping(s.veth.ns_a, interop.OUR4) and time.monotonic() < deadline:
+            pass
+        assert ping(s.veth.ns_a, interop.OUR4)
+        assert s.dev.counters["cookie_replies_sent"] >= 1 and s.dev.counters["refused"] == 0
+        assert s.dp.peer_state(1).current_index != 0
+    finally:
+        s.close()

@@ -523,6 +523,7 @@ def test_a_device_under_load_answers_with_a_cookie_then_accepts_mac2():
         b.step(0.5)
         a.step(0.5)
         assert len(db.keypairs) == 1 and len(da.keypairs) == 1
+        assert b.counters["cookie_replies_sent"] == 1 and a.counters["cookie_replies_taken"] == 1
     finally:
         a.close()
         b.close()
@@ -538,6 +539,7 @@ def test_a_device_ignores_garbage_and_bad_mac1():
         s.close()
         b.step(0.3)
         assert db.keypairs == {} and b.status()["peers"][0]["transfer_rx"] == 0
+        assert (b.counters["malformed"], b.counters["mac1_invalid"], b.counters["unknown_peer"]) == (3, 2, 1)
     finally:
         a.close()
         b.close()

@@ -46,6 +46,9 @@ class Device:
         self.checker = CookieChecker(self.identity.public_key, clock)
         self.ratelimiter = Ratelimiter()
         self.under_load_threshold = UNDER_LOAD_THRESHOLD
+        # handshake messages refused or answered otherwise, by reason
+        self.counters = dict.fromkeys(("malformed", "mac1_invalid", "cookie_replies_sent", "ratelimited",
+                                       "refused", "unknown_peer", "cookie_replies_taken"), 0)
         self._load_window: list[float] = []
         self._under_load_until = -1.0
         self._indices: dict[int, Peer] = {}
@@ -131,34 +134,44 @@ class Device:
     def handle(self, msg: bytes, src) -> None:
         """One datagram from `src`: a handshake message or nothing."""
         mtype = message_type(msg)
+        c = self.counters
         if _SIZES.get(mtype) != len(msg):
+            c["malformed"] += 1
             return
         try:
             if mtype == MessageCookieReplyType:
                 peer = self._indices.get(receiver_index(msg))
-                if peer:
-                    peer.on_cookie_reply(msg)
+                if not peer:
+                    c["unknown_peer"] += 1
+                    return
+                peer.on_cookie_reply(msg)
+                c["cookie_replies_taken"] += 1
                 return
             if not self.checker.check_mac1(msg):
+                c["mac1_invalid"] += 1
                 return
             if self.under_load():
                 if not self.checker.check_mac2(msg, src):
                     sender = struct.unpack_from("<I", msg, 4)[0]
                     self.send(self.checker.create_reply(msg, sender, src), src)
+                    c["cookie_replies_sent"] += 1
                     return
                 if mtype == MessageInitiationType and not self.ratelimiter.allow(src[0], self.clock()):
+                    c["ratelimited"] += 1
                     return
             if mtype == MessageInitiationType:
                 ini = open_initiation(self.identity, msg)
                 peer = self._by_key.get(ini.remote_static)
-                if peer:
-                    peer.on_initiation(ini, msg, src)
             else:
                 peer = self._indices.get(receiver_index(msg))
-                if peer:
-                    peer.on_response(msg, src)
+            if not peer:
+                c["unknown_peer"] += 1
+            elif mtype == MessageInitiationType:
+                peer.on_initiation(ini, msg, src)
+            else:
+                peer.on_response(msg, src)
         except HandshakeError:
-            pass        # refused, as wireguard-go does: silently
+            c["refused"] += 1       # as wireguard-go: silently (counted)
         except CryptbpfError as e:      # the data plane refused (a route to a new endpoint, ...)
             self.log(f"handshake message from {src[0]}: {e}")
 
@@ -213,7 +226,7 @@ class Device:
                 "persistent_keepalive": peer.cfg.persistent_keepalive,
             })
         return {"interface": self.cfg.name, "public_key": key_to_base64(self.identity.public_key),
-                "listen_port": self.listen_port, "peers": peers}
+                "listen_port": self.listen_port, "peers": peers, "handshake_counters": dict(self.counters)}
 
     def close(self) -> None:
         for peer in self.peers.values():
