@@ -613,3 +613,58 @@ def test_genkey_pubkey_genpsk_as_wg():
     bad = run_cli("wg", "pubkey", input="not a key\n")
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("cryptbpf: pubkey: stdin: ") and bad.stderr.count("\n") == 1
+
+
+def test_roaming_flood_and_rate_limit_at_the_device():
+    """Handled messages from chosen sources: the endpoint follows the last
+    authenticated initiation; under load, with valid mac2, one source gets
+    wireguard-go's burst of 5 then 20/s."""
+    now = [500.0]
+    a, b, da, db = _pair(_free_port(), _free_port())
+    b.clock = b.checker.clock = lambda: now[0]
+    b.peers[1].clock = lambda: now[0]
+    try:
+        hs_a, gen_a = a.peers[1].handshake, a.peers[1].cookies
+
+        def initiation(ts):
+            return gen_a.add_macs(hs_a.create_initiation(1 + int(ts), noise.tai64n(ts)))
+        b.handle(initiation(1e9), ("127.0.0.5", 999))
+        assert db.peers[1] == ("127.0.0.5", 999) and len(db.keypairs) == 1
+        b.handle(initiation(1e9 + 1), ("127.0.0.6", 1000))      # within 20 ms: a flood, refused
+        assert db.peers[1] == ("127.0.0.5", 999) and b.counters["refused"] == 1
+        now[0] += 1
+        b.handle(initiation(1e9 + 2), ("127.0.0.6", 1000))
+        assert db.peers[1] == ("127.0.0.6", 1000) and len(db.keypairs) == 2
+        # under load: a cookie for 127.0.0.6, then back-to-back initiations with mac2
+        b.under_load_threshold = 0
+        src = ("127.0.0.6", 1000)
+        m = initiation(1e9 + 3)
+        reply = b.checker.create_reply(m, hs_a.local_index, src)
+        gen_a.consume_reply(reply)
+        for i in range(8):
+            now[0] += 0.001
+            b.handle(initiation(1e9 + 10 + i), src)
+        assert b.counters["ratelimited"] == 3                    # 8 = a burst of 5 + 3 refused
+        now[0] += 1.0
+        b.handle(initiation(1e9 + 30), src)
+        assert b.counters["ratelimited"] == 3
+    finally:
+        a.close()
+        b.close()
+
+
+def test_persistent_keepalive_starts_a_handshake_at_up():
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.settimeout(2)
+    B = noise.key_to_base64
+    text = (f"[Interface]\nPrivateKey = {B(noise.generate_private_key())}\n[Peer]\n"
+            f"PublicKey = {B(noise.public_key(noise.generate_private_key()))}\n"
+            f"Endpoint = 127.0.0.1:{listener.getsockname()[1]}\nPersistentKeepalive = 25\n")
+    dev = device.Device(config.parse(text, "k"), lambda cfg, port: RecordingDataPlane())
+    try:
+        msg = listener.recv(2048)
+        assert len(msg) == 148 and msg[0] == 1
+    finally:
+        dev.close()
+        listener.close()
