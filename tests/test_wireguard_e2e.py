@@ -197,6 +197,9 @@ def test_down_after_sigkill_cleans_up(pair):
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pair.leftovers()                     # the kill left everything in place
+    dead = wg_cli(v.ns_b, "show", pair.name, check=False)
+    assert dead.returncode == 1 and "its daemon died" in dead.stderr
+    assert wg_cli(v.ns_b, "show").stdout == ""
     again = wg_cli(v.ns_b, "up", str(pair.conf), check=False)
     assert again.returncode == 1 and f"cryptbpf wg down {pair.name}" in again.stderr
     res = wg_cli(v.ns_b, "down", str(pair.conf))      # by its file this time

@@ -81,7 +81,7 @@ def daemon_pid(name: str) -> int | None:
 
 
 def names() -> list[str]:
-    """Interfaces with a daemon (alive or not) in this namespace."""
+    """Interfaces with a running daemon in this namespace."""
     ns = netns_mod.current_name()
     out = []
     for p in sorted(state_dir().glob("*.json")) if state_dir().is_dir() else []:
@@ -89,16 +89,20 @@ def names() -> list[str]:
             st = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
-        if st.get("netns") == ns:
+        if st.get("netns") == ns and _alive(st.get("pid", 0)):
             out.append(st["interface"])
     return out
 
 
 def status(name: str) -> dict:
+    """The running daemon's `wg show` view of `name`."""
     try:
-        return json.loads(_path(name, "json").read_text())
+        st = json.loads(_path(name, "json").read_text())
     except (OSError, ValueError):
         raise CryptbpfError(f"{name} is not up (no cryptbpf wg daemon for it here)") from None
+    if not _alive(st.get("pid", 0)):
+        raise CryptbpfError(f"{name}: its daemon died; run: cryptbpf wg down {name}")
+    return st
 
 
 # ---------------------------------------------------------------- up
