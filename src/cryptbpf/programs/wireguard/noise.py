@@ -332,7 +332,6 @@ class Handshake:
 class Initiation:
     """An initiation decrypted with our static key, not yet accepted."""
     remote_static: bytes
-    timestamp: bytes
     sender_index: int
     ephemeral: bytes
     hash: bytes
@@ -350,7 +349,7 @@ def open_initiation(local: StaticIdentity, msg: bytes) -> Initiation:
     ck, k = KDF2(ck, DH(local.private_key, e_i))
     s_i = AEAD_open(k, m["encrypted_static"], h)
     h = HASH(h, m["encrypted_static"])
-    return Initiation(s_i, b"", m["sender_index"], e_i, h, ck)
+    return Initiation(s_i, m["sender_index"], e_i, h, ck)
 
 
 def consume_initiation(hs: Handshake, ini: Initiation, msg: bytes, now: float,
