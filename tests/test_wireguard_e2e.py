@@ -235,3 +235,18 @@ def test_wireguard_go_takes_our_cookie_when_we_are_under_load(tmp_path):
         assert s.dp.peer_state(1).current_index != 0
     finally:
         s.close()
+
+
+def test_a_daemon_that_cannot_start_says_why_in_one_line(pair):
+    """The error happens in the background child (the port is taken): `up`
+    prints it as its own one line, and nothing is left behind."""
+    with netns.inside(pair.veth.ns_b):
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("0.0.0.0", OUR_PORT))
+    try:
+        res = wg_cli(pair.veth.ns_b, "up", str(pair.conf), check=False)
+    finally:
+        taken.close()
+    assert res.returncode == 1 and res.stdout == "" and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"cryptbpf: {pair.name}: cannot bind UDP port {OUR_PORT}")
+    assert pair.leftovers() == []
