@@ -869,12 +869,16 @@ int wg_open(struct __sk_buff *skb)
 	}
 	if (!(fi->flags & FRAME_F_ADDRS) || fi->proto != IPPROTO_UDP ||
 	    (fi->flags & FRAME_F_FRAG_LATER))
-		return TC_ACT_OK;	/* not UDP (or no port to see): not ours */
+		return TC_ACT_UNSPEC;	/* not UDP (or no port to see): not ours */
 	if (r < 0)
-		return TC_ACT_OK;	/* an IP header the kernel drops: nothing to open */
+		return TC_ACT_UNSPEC;	/* an IP header the kernel drops: nothing to open */
+	/* Not our port: TC_ACT_UNSPEC, so the next filter on this underlay
+	 * runs (another interface's wg_open: the kernel picks a lower
+	 * priority for each later filter, so the last attached runs first,
+	 * and TC_ACT_OK would end the chain before the other saw its own) */
 	if (bpf_skb_load_bytes(skb, fi->l4_off + offsetof(struct udphdr, dest), &dport, 2) ||
 	    dport != cfg->listen_port)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	if (fi->tags || (fi->flags & FRAME_F_VLAN_ID)) {
 		COUNT(stats_row(WG_NO_PEER_ROW), tagged);
 		return TC_ACT_SHOT;

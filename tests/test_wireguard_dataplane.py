@@ -27,6 +27,7 @@ from cryptbpf.programs.wireguard import bpf_dataplane as bdp, wire
 from conftest import require_feature
 
 OK, SHOT, REDIRECT = 0, 2, 7
+UNSPEC = -1             # TC_ACT_UNSPEC: the next filter runs
 PEER, OTHER = 5, 6
 LOCAL_IDX, REMOTE_IDX = 0x1234_5678, 0x0bad_cafe
 PORT, PEER_PORT = 51820, 40000
@@ -245,8 +246,10 @@ def test_keepalive_is_consumed_and_counted(wg):
 def test_handshake_messages_pass_to_the_daemon_and_other_traffic_is_untouched(wg):
     for t, n in ((1, 148), (2, 92), (3, 64)):
         assert open_(wg, from_peer(struct.pack("<I", t) + os.urandom(n - 4))).retval == OK
-    assert open_(wg, from_peer(peer_message(inner_packet(4, 10), 0), dport=PORT + 1)).retval == OK
-    assert open_(wg, bytes(Ether() / IP(dst="192.0.2.1") / ICMP())).retval == OK
+    # not ours (another port: maybe another interface's, whose filter must
+    # still run; not UDP): TC_ACT_UNSPEC, the next filter decides
+    assert open_(wg, from_peer(peer_message(inner_packet(4, 10), 0), dport=PORT + 1)).retval == UNSPEC
+    assert open_(wg, bytes(Ether() / IP(dst="192.0.2.1") / ICMP())).retval == UNSPEC
     # an unknown type to our port: dropped
     assert open_(wg, from_peer(struct.pack("<I", 5) + bytes(60))).retval == SHOT
     assert open_(wg, from_peer(struct.pack("<I", 0x104) + bytes(60))).retval == SHOT
@@ -382,9 +385,10 @@ def test_fail_closed_ip_shapes(wg):
     # nothing is opened for wg0 (the only way in is the redirect); a cut
     # message is dropped and counted; a header the kernel refuses and
     # fragments are left to the stack, which drops them or reassembles
-    # them for the daemon's socket (that takes handshake messages only)
+    # them for the daemon's socket (that takes handshake messages only;
+    # UNSPEC: left to the next filter, then the stack)
     for f in (short, bytes(Ether() / first), v6_frag, bad_csum):
-        assert open_(wg, f).retval in (OK, SHOT)
+        assert open_(wg, f).retval in (OK, SHOT, UNSPEC)
     assert open_(wg, short).retval == SHOT
     assert wg.stats(PEER)["rx_packets"] == 0
     assert wg.stats(bdp.NO_PEER_ROW)["malformed"] >= 2
