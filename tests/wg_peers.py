@@ -121,13 +121,15 @@ class Setup:
 
 
 def tcp_transfer_intact(server_ns: str, client_ns: str, addr: str, size: int = 8 << 20,
-                        port: int = 5201) -> bool:
+                        port: int = 5201, more=None, limit: int = 1 << 30) -> bool:
     """`size` random bytes over TCP from client_ns to addr (in server_ns):
-    True if the sha256 of what arrived is that of what was sent."""
+    True if the sha256 of what arrived is that of what was sent. With
+    `more`, the sending goes on (up to `limit` bytes) while more() is true."""
     import hashlib
     import socket
 
     data = os.urandom(size)
+    sent = hashlib.sha256(data)
     got = hashlib.sha256()
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     with netns.inside(server_ns):
@@ -149,8 +151,14 @@ def tcp_transfer_intact(server_ns: str, client_ns: str, addr: str, size: int = 8
         with netns.inside(client_ns):
             cli = socket.create_connection((addr, port), timeout=30)
         cli.sendall(data)
+        total = size
+        while more is not None and more() and total < limit:
+            chunk = os.urandom(1 << 18)
+            sent.update(chunk)
+            cli.sendall(chunk)
+            total += len(chunk)
         cli.close()
         t.join(60)
     finally:
         srv.close()
-    return got.hexdigest() == hashlib.sha256(data).hexdigest()
+    return got.hexdigest() == sent.hexdigest()

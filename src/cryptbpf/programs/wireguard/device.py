@@ -12,6 +12,7 @@ runs the timers.
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import select
@@ -56,6 +57,7 @@ class Device:
         self._by_key: dict[bytes, Peer] = {}
         self.socks: list[socket.socket] = []
         self.dp = None
+        self._handshake_requests: collections.deque[int] = collections.deque()
         try:
             self.listen_port = self._open_sockets(cfg.listen_port or 0)
             self.dp = make_dataplane(cfg, self.listen_port)
@@ -176,6 +178,20 @@ class Device:
             self.log(f"handshake message from {src[0]}: {e}")
 
     # ---- the loop ----
+    def request_handshake(self, peer_id: int) -> None:
+        """Ask the loop (from any thread) to initiate a handshake with the
+        peer, as the timers do (Peer.send_initiation: REKEY_TIMEOUT after
+        the last initiation at the earliest; asked again each tick until
+        it is sent). For tests that rekey on demand."""
+        self._handshake_requests.append(peer_id)
+
+    def _serve_requests(self) -> None:
+        for _ in range(len(self._handshake_requests)):
+            peer_id = self._handshake_requests.popleft()
+            peer = self.peers.get(peer_id)
+            if peer and peer.endpoint is not None and not peer.send_initiation():
+                self._handshake_requests.append(peer_id)
+
     def fds(self) -> list:
         return [*self.socks, self.dp]
 
@@ -196,6 +212,7 @@ class Device:
                 except OSError:
                     break       # ICMP errors reported on the socket
                 self.handle(msg, src)
+        self._serve_requests()
         for peer in self.peers.values():
             try:
                 peer.tick()
