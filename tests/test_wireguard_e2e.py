@@ -3,7 +3,9 @@
 another, joined by veth: pings of IPv4 and IPv6 inner packets, a TCP
 transfer whose sha256 matches, `wg show` (text and dump) reporting the
 handshake and the transfer, `wg down` leaving no link, pin or /run state,
-and `wg down` after the daemon was SIGKILLed doing the same. Also the
+and `wg down` after the daemon was SIGKILLed doing the same; two
+interfaces up in one namespace at once (two data planes on one underlay),
+`wg down` of either leaving the other working. Also the
 daemon's cookie reply taken by wireguard-go (Device with the BPF data
 plane, as in test_wireguard_dataplane_interop)."""
 
@@ -250,3 +252,72 @@ def test_a_daemon_that_cannot_start_says_why_in_one_line(pair):
     assert res.returncode == 1 and res.stdout == "" and res.stderr.count("\n") == 1
     assert res.stderr.startswith(f"cryptbpf: {pair.name}: cannot bind UDP port {OUR_PORT}")
     assert pair.leftovers() == []
+
+
+def _tc_filters(ns: str, dev: str) -> list[str]:
+    out = sh(ns, "tc", "filter", "show", "dev", dev, "ingress").stdout
+    return [line for line in out.splitlines() if " handle " in line and "wg_open" in line]
+
+
+def test_two_interfaces_in_one_namespace_and_down_of_one_leaves_the_other(pair, tmp_path):
+    """Two `wg up` interfaces in namespace B (different ports, different
+    wireguard-go peers in namespace A), both data planes on B's one veth:
+    each wg_open passes what is not to its port to the next filter, so
+    both pass traffic at once; `wg down` of either leaves the other's TC
+    filter, pins and traffic intact."""
+    v = pair.veth
+    go2, name2 = f"wgh{os.getpid() % 100000}", f"wgd{os.getpid() % 10000}"
+    go2_port, our2_port = GO_PORT + 2, OUR_PORT + 2
+    ours2, go2_priv = noise.generate_private_key(), noise.generate_private_key()
+    key = tmp_path / "go2.key"
+    key.write_text(B64(go2_priv))
+    key.chmod(0o600)
+    conf2 = tmp_path / f"{name2}.conf"
+    conf2.write_text(f"[Interface]\nPrivateKey = {B64(ours2)}\nListenPort = {our2_port}\n"
+                     f"Address = 10.99.0.2/24, fd99::2/64\n\n"
+                     f"[Peer]\nPublicKey = {B64(noise.public_key(go2_priv))}\n"
+                     f"AllowedIPs = 10.99.0.1/32, fd99::1/128\nEndpoint = {v.addr_a}:{go2_port}\n")
+    conf2.chmod(0o600)
+    env = dict(os.environ, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD="1")
+    subprocess.run(["ip", "netns", "exec", v.ns_a, "wireguard-go", go2], env=env, check=True,
+                   capture_output=True)
+    inst1, inst2 = f"wireguard-{v.ns_b}-{pair.name}", f"wireguard-{v.ns_b}-{name2}"
+    try:
+        sh(v.ns_a, "wg", "set", go2, "private-key", str(key), "listen-port", str(go2_port),
+           "peer", B64(noise.public_key(ours2)), "allowed-ips", "10.99.0.2/32,fd99::2/128",
+           "endpoint", f"{v.addr_b}:{our2_port}")
+        sh(v.ns_a, "ip", "link", "set", go2, "mtu", "1420", "up")
+        sh(v.ns_a, "ip", "addr", "add", "10.99.0.1/24", "dev", go2)
+        sh(v.ns_a, "ip", "addr", "add", "fd99::1/64", "dev", go2, "nodad")
+        wg_cli(v.ns_b, "up", str(pair.conf))
+        wg_cli(v.ns_b, "up", str(conf2))
+        assert len(_tc_filters(v.ns_b, v.dev_b)) == 2       # the second attach replaced nothing
+        # both ways on both: the first attached (its filter runs second) and the second
+        for _ in range(20):
+            if ping(v.ns_a, OUR4) and ping(v.ns_a, "10.99.0.2"):
+                break
+        assert ping(v.ns_a, OUR4, 1000) and ping(v.ns_b, GO4, 1000)
+        assert ping(v.ns_a, "10.99.0.2", 1000) and ping(v.ns_b, "10.99.0.1", 1000)
+        assert ping(v.ns_b, GO6) and ping(v.ns_b, "fd99::1")
+        names = wg_cli(v.ns_b, "show", "all", "dump").stdout
+        assert f"{pair.name}\t" in names and f"{name2}\t" in names
+
+        wg_cli(v.ns_b, "down", pair.name)       # the first: the second keeps its filter, pins, traffic
+        assert pair.leftovers() == [] and pins.is_loaded(inst2) and not pins.is_loaded(inst1)
+        assert len(_tc_filters(v.ns_b, v.dev_b)) == 1
+        assert ping(v.ns_a, "10.99.0.2", 1000) and ping(v.ns_b, "fd99::1", 1000)
+        assert not ping(v.ns_b, GO4)
+
+        wg_cli(v.ns_b, "up", str(pair.conf))    # and the other order: down the second
+        assert len(_tc_filters(v.ns_b, v.dev_b)) == 2
+        wg_cli(v.ns_b, "down", name2)
+        assert not pins.is_loaded(inst2) and pins.is_loaded(inst1)
+        assert len(_tc_filters(v.ns_b, v.dev_b)) == 1
+        for _ in range(20):
+            if ping(v.ns_b, GO4):
+                break
+        assert ping(v.ns_b, GO4, 1000) and ping(v.ns_a, OUR6, 1000)
+        assert not ping(v.ns_b, "10.99.0.1")
+    finally:
+        wg_cli(v.ns_b, "down", name2, check=False)
+        sh(v.ns_a, "ip", "link", "del", go2, check=False)
