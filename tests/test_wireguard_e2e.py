@@ -12,6 +12,7 @@ plane, as in test_wireguard_dataplane_interop)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -171,9 +172,21 @@ def test_up_ping_transfer_show_down(pair):
     assert peer[3] == f"{GO4}/32,{GO6}/128" and abs(int(peer[4]) - time.time()) < 30
     assert int(peer[6]) > 4 << 20 and int(peer[5]) > 0 and peer[7] == "off"
     assert wg_cli(v.ns_b, "show", "all", "dump").stdout.splitlines()[0].startswith(pair.name + "\t")
+    raw = wg_cli(v.ns_b, "show", pair.name, "--json").stdout
+    doc = json.loads(raw)
+    assert [i["name"] for i in doc["interfaces"]] == [pair.name]
+    iface = doc["interfaces"][0]
+    assert iface["public_key"] == pair.our_pub and iface["listen_port"] == OUR_PORT
+    assert set(iface) == {"name", "public_key", "listen_port", "peers"}
+    (peer,) = iface["peers"]
+    assert peer["public_key"] == pair.go_pub and peer["endpoint"] == f"{v.addr_a}:{GO_PORT}"
+    assert peer["allowed_ips"] == [f"{GO4}/32", f"{GO6}/128"] and peer["persistent_keepalive"] == 0
+    assert abs(peer["latest_handshake"] - time.time()) < 30
+    assert peer["transfer_tx"] > 4 << 20 and peer["transfer_rx"] > 0
+    assert "private" not in raw and "preshared" not in raw
     # the private key is in no output and no state file
     state = [p.read_text() for p in (STATE_ROOT / "wg").glob(f"{v.ns_b}-{pair.name}.*")]
-    assert len(state) >= 2 and not any(pair.our_priv in x for x in [text, *dump, *state])
+    assert len(state) >= 2 and not any(pair.our_priv in x for x in [text, *dump, raw, *state])
     go = sh(v.ns_a, "wg", "show", pair.go_dev, "dump").stdout.splitlines()[1].split("\t")
     assert int(go[4]) > 0 and int(go[5]) >= 4 << 20       # wireguard-go saw the handshake and the data
 
@@ -301,6 +314,12 @@ def test_two_interfaces_in_one_namespace_and_down_of_one_leaves_the_other(pair, 
         assert ping(v.ns_b, GO6) and ping(v.ns_b, "fd99::1")
         names = wg_cli(v.ns_b, "show", "all", "dump").stdout
         assert f"{pair.name}\t" in names and f"{name2}\t" in names
+        raw = wg_cli(v.ns_b, "show", "--json").stdout
+        doc = {i["name"]: i for i in json.loads(raw)["interfaces"]}
+        assert sorted(doc) == sorted([pair.name, name2])
+        assert doc[name2]["listen_port"] == our2_port and doc[pair.name]["listen_port"] == OUR_PORT
+        assert doc[name2]["peers"][0]["public_key"] == B64(noise.public_key(go2_priv))
+        assert B64(ours2) not in raw and pair.our_priv not in raw
 
         wg_cli(v.ns_b, "down", pair.name)       # the first: the second keeps its filter, pins, traffic
         assert pair.leftovers() == [] and pins.is_loaded(inst2) and not pins.is_loaded(inst1)

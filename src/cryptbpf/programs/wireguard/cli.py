@@ -47,21 +47,31 @@ def down_cmd(name: str, netns: Optional[str]):
 
 
 @cli.command("show", epilog=_ex("sudo cryptbpf wg show", "sudo cryptbpf wg show wg0",
-                                "sudo cryptbpf wg show wg0 dump", "sudo cryptbpf wg show all dump"))
+                                "sudo cryptbpf wg show wg0 dump", "sudo cryptbpf wg show all dump",
+                                "sudo cryptbpf wg show wg0 --json"))
 @argument("name", required=False, metavar="[NAME]", help="Interface (default: all).")
 @argument("mode", required=False, type=click.Choice(["dump"]), metavar="[dump]",
           help="Tab-separated, one line per interface and peer, as `wg show dump`.")
+@click.option("--json", "as_json", is_flag=True,
+              help='One JSON object: {"interfaces": [...]} with public keys, ports, peers (no private keys).')
 @netns_option("Network namespace of the interfaces.")
-def show_cmd(name: Optional[str], mode: Optional[str], netns: Optional[str]):
+def show_cmd(name: Optional[str], mode: Optional[str], as_json: bool, netns: Optional[str]):
     """Interfaces and peers as `wg show` prints them (keys other than
-    public ones hidden)."""
+    public ones hidden), or as JSON."""
+    import json
+
     from . import daemon, show
     if name == "dump" and mode is None:
         name, mode = None, "dump"
+    if as_json and mode == "dump":
+        raise CryptbpfError("wg show: dump or --json, not both")
     with inside(netns):
         names = [name] if name not in (None, "all") else daemon.names()
         statuses = [daemon.status(n) for n in names]
     now = time.time()
+    if as_json:
+        click.echo(json.dumps(show.json_doc(statuses), indent=2))
+        return
     if mode == "dump":
         lines = show.dump(statuses, prefix=name in (None, "all"))
     else:

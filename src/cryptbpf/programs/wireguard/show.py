@@ -1,5 +1,5 @@
 """`cryptbpf wg show` output, as wg(8) prints it: the text form and the
-tab-separated dump. Input: the daemon's status (daemon.status()). Private
+tab-separated dump; and --json, the same fields structured. Input: the daemon's status (daemon.status()). Private
 and preshared keys are never printed: "(hidden)" where wg would print them
 (in the dump too), "(none)" for no preshared key."""
 
@@ -58,3 +58,18 @@ def dump(statuses: list[dict], prefix: bool) -> list[str]:
                 ",".join(p["allowed_ips"]) or "(none)", str(p["latest_handshake"]), str(p["transfer_rx"]),
                 str(p["transfer_tx"]), str(p["persistent_keepalive"] or "off")]))
     return out
+
+
+_PEER_FIELDS = ("public_key", "endpoint", "allowed_ips", "latest_handshake", "transfer_rx", "transfer_tx",
+                "persistent_keepalive")
+
+
+def json_doc(statuses: list[dict]) -> dict:
+    """{"interfaces": [...]} for --json: the fields named here and no
+    others (a key the status may gain later is not passed on unseen), no
+    private or preshared key. latest_handshake in unix seconds (0 =
+    never), persistent_keepalive in seconds (0 = off)."""
+    return {"interfaces": [
+        {"name": st["interface"], "public_key": st["public_key"], "listen_port": st["listen_port"],
+         "peers": [{f: p[f] for f in _PEER_FIELDS} for p in st["peers"]]}
+        for st in statuses]}
