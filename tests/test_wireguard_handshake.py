@@ -668,3 +668,46 @@ def test_persistent_keepalive_starts_a_handshake_at_up():
     finally:
         dev.close()
         listener.close()
+
+
+def test_request_handshake_initiates_in_the_loop_and_keeps_rekey_timeout():
+    """Device.request_handshake (any thread) is served by the loop with
+    Peer.send_initiation: at once when allowed, else held until
+    REKEY_TIMEOUT after the last initiation has passed (fake clock)."""
+    now = [1000.0]
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.setblocking(False)
+    B = noise.key_to_base64
+    text = (f"[Interface]\nPrivateKey = {B(noise.generate_private_key())}\n[Peer]\n"
+            f"PublicKey = {B(noise.public_key(noise.generate_private_key()))}\n"
+            f"Endpoint = 127.0.0.1:{listener.getsockname()[1]}\n")
+    dev = device.Device(config.parse(text, "r"), lambda cfg, port: RecordingDataPlane(),
+                        clock=lambda: now[0])
+
+    def initiations():
+        n = 0
+        while True:
+            try:
+                listener.recv(2048)
+            except BlockingIOError:
+                return n
+            n += 1
+    try:
+        dev.peers[1].timers.jitter = lambda: 10.0       # no retransmission within this test
+        dev.request_handshake(1)
+        dev.request_handshake(99)                       # no such peer: dropped
+        dev.step(0)
+        assert initiations() == 1
+        dev.request_handshake(1)
+        now[0] += timers.REKEY_TIMEOUT / 2
+        dev.step(0)
+        assert initiations() == 0                       # within REKEY_TIMEOUT: held
+        now[0] += timers.REKEY_TIMEOUT / 2
+        dev.step(0)
+        assert initiations() == 1
+        dev.step(0)
+        assert initiations() == 0                       # served once
+    finally:
+        dev.close()
+        listener.close()
