@@ -633,11 +633,14 @@ int tunnel_egress(struct __sk_buff *skb)
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), unparsed);
 		return TC_ACT_SHOT;
 	}
+	/* Not ours: TC_ACT_UNSPEC, so the filters after this one (another
+	 * program's, on the same device) still run; TC_ACT_OK would end
+	 * the chain. With none after it, the packet goes on as with OK. */
 	if (!(fi->flags & FRAME_F_ADDRS) || fi->family != 4)
-		return TC_ACT_OK;	/* no IPv4 header to protect */
+		return TC_ACT_UNSPEC;	/* no IPv4 header to protect */
 	peer = bpf_map_lookup_elem(&peers, &fi->daddr);
 	if (!peer)
-		return TC_ACT_OK;	/* not a peer: untouched */
+		return TC_ACT_UNSPEC;	/* not a peer: untouched */
 	if (!tunnel_untagged(fi)) {
 		COUNT(stats_row(peer->index), tagged);
 		return TC_ACT_SHOT;
@@ -663,12 +666,13 @@ int tunnel_ingress(struct __sk_buff *skb)
 		COUNT(stats_row(TUNNEL_NO_PEER_ROW), unparsed);
 		return TC_ACT_SHOT;
 	}
+	/* not ours: TC_ACT_UNSPEC, as on egress */
 	if (!(fi->flags & FRAME_F_ADDRS) || fi->family != 4)
-		return TC_ACT_OK;	/* not IPv4 (or no header the kernel takes) */
+		return TC_ACT_UNSPEC;	/* not IPv4 (or no header the kernel takes) */
 	peer = bpf_map_lookup_elem(&peers, &fi->saddr);
 	if (fi->proto != TUNNEL_IPPROTO) {
 		if (!peer)
-			return TC_ACT_OK;	/* not a peer: untouched */
+			return TC_ACT_UNSPEC;	/* not a peer: untouched */
 		COUNT(stats_row(peer->index), clear_from_peer);
 		return TC_ACT_SHOT;
 	}
