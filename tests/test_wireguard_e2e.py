@@ -11,7 +11,6 @@ plane, as in test_wireguard_dataplane_interop)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -31,6 +29,7 @@ from cryptbpf.paths import STATE_ROOT
 from cryptbpf.programs.wireguard import noise
 
 from conftest import require_feature, require_root
+from wg_peers import tcp_transfer_intact
 
 pytestmark = [pytest.mark.host_only]
 
@@ -136,29 +135,7 @@ def test_up_ping_transfer_show_down(pair):
     assert ping(v.ns_b, GO4) and ping(v.ns_a, OUR4, 1000)
     assert ping(v.ns_b, GO6) and ping(v.ns_a, OUR6, 1000)
 
-    data = os.urandom(4 << 20)
-    got = hashlib.sha256()
-    with netns.inside(v.ns_a):
-        srv = socket.socket()
-    srv.bind((GO4, 5202))
-    srv.listen(1)
-    srv.settimeout(20)
-
-    def serve():
-        c, _ = srv.accept()
-        c.settimeout(20)
-        while b := c.recv(1 << 16):
-            got.update(b)
-        c.close()
-    t = threading.Thread(target=serve)
-    t.start()
-    with netns.inside(v.ns_b):
-        cli = socket.create_connection((GO4, 5202), timeout=20)
-    cli.sendall(data)
-    cli.close()
-    t.join(30)
-    srv.close()
-    assert got.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert tcp_transfer_intact(v.ns_a, v.ns_b, GO4, size=4 << 20, port=5202)
 
     time.sleep(1.2)             # the daemon's status is rewritten every second
     text = wg_cli(v.ns_b, "show", pair.name).stdout
