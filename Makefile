@@ -8,7 +8,7 @@
 #                   differential fuzzing, N seconds per program (tests/fuzz/)
 #   make vm-test KERNEL=/boot/vmlinuz-6.1.0-NN-amd64 (or KERNEL=6.1, 6.12)
 #                   the test suite in a virtme-ng guest on that kernel
-#   make compat     host + 6.1 guest runs -> docs/kernel_compat.md
+#   make compat     host + 6.1 and 6.12 guest runs -> docs/kernel_compat.md, README
 #   V=1             show full commands
 
 CLANG    ?= clang-19
@@ -87,13 +87,15 @@ fuzz: setup bpf
 # The suite inside a virtme-ng guest booted with KERNEL (scripts/vm-test
 # installs qemu and virtme-ng; TCG when KVM does not work here).
 KERNEL ?= 6.1
+# make compat: the host, then a guest per kernel, then the tables
+COMPAT_KERNELS ?= 6.1 6.12
 vm-test: setup bpf
 	$(Q)./scripts/vm-test $(KERNEL) $(PYTEST_ARGS)
 
 # Compatibility table: results of the host run and the guest run.
 compat: setup bpf
 	$(Q)$(PYTHON) -m pytest -q -p no:cacheprovider --results-json=build/results/host.json $(PYTEST_ARGS) || true
-	$(Q)./scripts/vm-test $(KERNEL) $(PYTEST_ARGS) || true
+	$(Q)for k in $(COMPAT_KERNELS); do ./scripts/vm-test $$k $(PYTEST_ARGS) || true; done
 	$(Q)$(PYTHON) scripts/compat-table --update docs/kernel_compat.md build/vm/*/summary.json build/results/host.json
 	$(Q)$(PYTHON) scripts/compat-table --brief --update README.md build/vm/*/summary.json build/results/host.json
 	@echo "  GEN      docs/kernel_compat.md README.md"
