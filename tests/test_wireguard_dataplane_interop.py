@@ -126,25 +126,30 @@ def _drops(wg) -> dict:
             "no_key": st["no_key"]}
 
 
-def _in_thread(fn):
-    """fn() in a thread; join() re-raises what it raised."""
-    err = []
+def _stream_during(work, server_ns: str, client_ns: str, addr: str) -> bool:
+    """A TCP stream from client_ns to addr that goes on while work() runs
+    in a thread; True if it arrived intact. What work() raised is raised."""
+    done, err = threading.Event(), []
 
     def run():
         try:
-            fn()
+            work()
         except BaseException as e:       # noqa: BLE001 - handed to the test thread
             err.append(e)
+        finally:
+            done.set()
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-
-    def join():
+    try:
+        return tcp_transfer_intact(server_ns, client_ns, addr, size=4 << 20,
+                                   more=lambda: not done.is_set(), limit=4 << 30)
+    finally:
+        done.set()
         t.join(60)
         assert not t.is_alive(), "the rekeying thread did not finish"
         if err:
             raise err[0]
-    return join
 
 
 def test_we_rekey_three_times_during_a_tcp_transfer_and_nothing_is_lost(wg4):
@@ -160,23 +165,14 @@ def test_we_rekey_three_times_during_a_tcp_transfer_and_nothing_is_lost(wg4):
     indices = [s.dp.peer_state(1).current_index]
     go_first = s.peer_dump()["latest_handshake"]
     before = _drops(s)
-    done = threading.Event()
-
     def rekey():
         while len(indices) < 4:
             s.dev.request_handshake(1)
             old = indices[-1]
             indices.append(wait_for(lambda: (s.dp.peer_state(1).current_index or old) != old
                                     and s.dp.peer_state(1).current_index, 15, "a new keypair"))
-        done.set()
 
-    join = _in_thread(rekey)
-    try:
-        assert tcp_transfer_intact(v.ns_a, v.ns_b, GO4, size=4 << 20, more=lambda: not done.is_set(),
-                                   limit=4 << 30)
-    finally:
-        done.set()
-        join()
+    assert _stream_during(rekey, v.ns_a, v.ns_b, GO4)
     assert len(set(indices)) == 4, indices      # three new sessions, each a new keypair
     kps = s.dev.peers[1].timers.keypairs
     assert all(kps[i].initiator for i in indices[-2:]), "wireguard-go initiated, not we"
@@ -202,7 +198,6 @@ def test_wireguard_go_reinitiates_during_a_tcp_transfer_and_we_respond(wg4):
     endpoint = s.peer_dump()["endpoint"]
     indices = [s.dp.peer_state(1).current_index]
     before = _drops(s)
-    done = threading.Event()
 
     def reinitiate():
         while len(indices) < 3:
@@ -213,15 +208,8 @@ def test_wireguard_go_reinitiates_during_a_tcp_transfer_and_we_respond(wg4):
                "endpoint", endpoint)
             indices.append(wait_for(lambda: (s.dp.peer_state(1).current_index or old) != old
                                     and s.dp.peer_state(1).current_index, 15, "wireguard-go's new session"))
-        done.set()
 
-    join = _in_thread(reinitiate)
-    try:
-        assert tcp_transfer_intact(v.ns_b, v.ns_a, OUR4, size=4 << 20, more=lambda: not done.is_set(),
-                                   limit=4 << 30)
-    finally:
-        done.set()
-        join()
+    assert _stream_during(reinitiate, v.ns_b, v.ns_a, OUR4)
     assert len(set(indices)) == 3, indices
     kps = s.dev.peers[1].timers.keypairs
     assert all(not kps[i].initiator for i in indices[1:] if i in kps), "we initiated, not wireguard-go"
