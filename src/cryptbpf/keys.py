@@ -10,6 +10,15 @@ from pathlib import Path
 from .errors import CryptbpfError
 
 
+def refuse_if_readable_by_others(p: Path, st: os.stat_result, what: str = "key file") -> None:
+    """A file holding a secret must be private to its owner (no group or
+    other permission bits): key files, PEM private keys, wg-quick configs."""
+    if st.st_mode & 0o077:
+        raise CryptbpfError(
+            f"{what} {p} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"run: chmod 600 {p}")
+
+
 def read_key_file(path: str | os.PathLike, sizes: tuple[int, ...]) -> bytes:
     """Raw key bytes from `path`, which must be private to its owner (no
     group/other permissions) and hold exactly one of `sizes` bytes (raw)
@@ -21,10 +30,7 @@ def read_key_file(path: str | os.PathLike, sizes: tuple[int, ...]) -> bytes:
         raise CryptbpfError(f"key file {p} does not exist") from None
     if not stat.S_ISREG(st.st_mode):
         raise CryptbpfError(f"key file {p} is not a regular file")
-    if st.st_mode & 0o077:
-        raise CryptbpfError(
-            f"key file {p} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
-            f"run: chmod 600 {p}")
+    refuse_if_readable_by_others(p, st)
     data = p.read_bytes()
     if len(data) not in sizes:
         try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import CryptbpfError
+from ..keys import refuse_if_readable_by_others
 
 
 def generate_keypair(private_path: str | os.PathLike, public_path: str | os.PathLike) -> str:
@@ -58,9 +58,7 @@ def load_private_key(path: str | os.PathLike) -> ec.EllipticCurvePrivateKey:
         st = p.stat()
     except FileNotFoundError:
         raise CryptbpfError(f"key file {p} does not exist") from None
-    if st.st_mode & 0o077:
-        raise CryptbpfError(f"key file {p} is readable by others (mode "
-                            f"{stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {p}")
+    refuse_if_readable_by_others(p, st)
     try:
         key = serialization.load_pem_private_key(p.read_bytes(), password=None)
     except (ValueError, TypeError) as e:

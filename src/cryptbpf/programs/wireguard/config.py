@@ -16,11 +16,11 @@ import ipaddress
 import os
 import re
 import socket
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import CryptbpfError
+from ...keys import refuse_if_readable_by_others
 from .noise import key_from_base64
 
 DEFAULT_MTU = 1420
@@ -182,7 +182,5 @@ def load(path: str | os.PathLike) -> InterfaceConfig:
         text = p.read_text()
     except OSError as e:
         raise CryptbpfError(f"cannot read {p}: {e.strerror}") from None
-    if st.st_mode & 0o077:
-        raise CryptbpfError(f"{p} holds a private key and is readable by others "
-                            f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {p}")
+    refuse_if_readable_by_others(p, st, "config file (it holds a private key)")
     return parse(text, p.name.removesuffix(".conf"))
