@@ -8,6 +8,7 @@ shaking hands over loopback with recording data planes."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import socket
@@ -464,7 +465,11 @@ class RecordingDataPlane:
         self.wfd.close()
 
 
-def _pair(port_a, port_b, psk=None):
+@contextlib.contextmanager
+def _pair(psk=None):
+    """Two Devices on loopback ports, peers of each other, with recording
+    data planes: (a, b, a's data plane, b's); both closed afterwards."""
+    port_a, port_b = _free_port(), _free_port()
     ka, kb = noise.generate_private_key(), noise.generate_private_key()
     B = noise.key_to_base64
     extra = f"PresharedKey = {B(psk)}\n" if psk else ""
@@ -478,8 +483,14 @@ def _pair(port_a, port_b, psk=None):
     def make(name):
         return lambda cfg, port: dps.setdefault(name, RecordingDataPlane())
     a = device.Device(config.parse(conf(ka, port_a, kb, port_b), "a"), make("a"))
-    b = device.Device(config.parse(conf(kb, port_b, ka, port_a), "b"), make("b"))
-    return a, b, dps["a"], dps["b"]
+    try:
+        b = device.Device(config.parse(conf(kb, port_b, ka, port_a), "b"), make("b"))
+        try:
+            yield a, b, dps["a"], dps["b"]
+        finally:
+            b.close()
+    finally:
+        a.close()
 
 
 def _free_port():
@@ -490,8 +501,7 @@ def _free_port():
 
 @pytest.mark.parametrize("psk", [None, b"\x99" * 32], ids=["no-psk", "psk"])
 def test_two_devices_shake_hands_over_loopback(psk):
-    a, b, da, db = _pair(_free_port(), _free_port(), psk)
-    try:
+    with _pair(psk) as (a, b, da, db):
         assert a.peers[1].send_initiation()
         for _ in range(5):
             b.step(0.2)
@@ -505,14 +515,10 @@ def test_two_devices_shake_hands_over_loopback(psk):
         st = b.status()["peers"][0]
         assert st["endpoint"] == f"127.0.0.1:{a.listen_port}" and st["transfer_rx"] == 148
         assert st["transfer_tx"] == 92
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_device_under_load_answers_with_a_cookie_then_accepts_mac2():
-    a, b, da, db = _pair(_free_port(), _free_port())
-    try:
+    with _pair() as (a, b, da, db):
         b.under_load_threshold = 0      # every message puts it under load
         a.peers[1].send_initiation()
         b.step(0.5)                     # no mac2: a cookie reply, no response
@@ -524,14 +530,10 @@ def test_a_device_under_load_answers_with_a_cookie_then_accepts_mac2():
         a.step(0.5)
         assert len(db.keypairs) == 1 and len(da.keypairs) == 1
         assert b.counters["cookie_replies_sent"] == 1 and a.counters["cookie_replies_taken"] == 1
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_device_ignores_garbage_and_bad_mac1():
-    a, b, da, db = _pair(_free_port(), _free_port())
-    try:
+    with _pair() as (a, b, da, db):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for msg in (b"", b"\x01", b"\x01" + bytes(147), b"\x02" + bytes(91), b"\x03" + bytes(63),
                     b"\x01\x01\x00\x00" + bytes(144)):
@@ -540,9 +542,6 @@ def test_a_device_ignores_garbage_and_bad_mac1():
         b.step(0.3)
         assert db.keypairs == {} and b.status()["peers"][0]["transfer_rx"] == 0
         assert (b.counters["malformed"], b.counters["mac1_invalid"], b.counters["unknown_peer"]) == (3, 2, 1)
-    finally:
-        a.close()
-        b.close()
 
 
 def test_a_device_on_a_fake_clock_retransmits_gives_up_and_expires():
@@ -620,10 +619,9 @@ def test_roaming_flood_and_rate_limit_at_the_device():
     authenticated initiation; under load, with valid mac2, one source gets
     wireguard-go's burst of 5 then 20/s."""
     now = [500.0]
-    a, b, da, db = _pair(_free_port(), _free_port())
-    b.clock = b.checker.clock = lambda: now[0]
-    b.peers[1].clock = lambda: now[0]
-    try:
+    with _pair() as (a, b, da, db):
+        b.clock = b.checker.clock = lambda: now[0]
+        b.peers[1].clock = lambda: now[0]
         hs_a, gen_a = a.peers[1].handshake, a.peers[1].cookies
 
         def initiation(ts):
@@ -648,9 +646,6 @@ def test_roaming_flood_and_rate_limit_at_the_device():
         now[0] += 1.0
         b.handle(initiation(1e9 + 30), src)
         assert b.counters["ratelimited"] == 3
-    finally:
-        a.close()
-        b.close()
 
 
 def test_persistent_keepalive_starts_a_handshake_at_up():
